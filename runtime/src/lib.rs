@@ -1,1 +1,27 @@
-//! edge
+//! edge: a multitenant WebAssembly edge-function server.
+//!
+//! Every request runs in a fresh wasmtime instance of a `wasi:http/proxy` component. The
+//! pipeline an app goes through, one module per stage:
+//!
+//! ```text
+//! file ─load→ Validated ─preinit (Wizer, if it exports `wizer-initialize`)→ bytes
+//!      ─compile (Cranelift, on-disk cache)→ Compiled ─prepare (link once)→ Prepared
+//! request ─route→ App ─handle (fresh Store + instance, limits)→ response
+//! ```
+//!
+//! [`app::load`] runs the load pipeline top to bottom; [`handle::handle`] is the request
+//! path; [`server`] is the hyper front end.
+
+pub mod app;
+pub mod commands;
+pub mod compile;
+pub mod config;
+pub mod engine;
+pub mod handle;
+pub mod host;
+pub mod load;
+pub mod manifest;
+pub mod preinit;
+pub mod prepare;
+pub mod router;
+pub mod server;

@@ -1,0 +1,79 @@
+//! In-process cost of one request: fresh store, instantiate the hello component, handle a
+//! GET, collect the body, drop everything. Pooling allocator against on-demand.
+//!
+//! `cargo bench -p edge-benches --bench instantiate` (unset `RUST_BACKTRACE` first: with
+//! it set, wasmtime captures a backtrace on every store drop).
+#![allow(missing_docs)]
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use edge::app::Loader;
+use edge::config::Limits;
+use edge::engine::{Allocator, EdgeEngine};
+use edge::load::Validated;
+use edge::manifest::Manifest;
+use edge::router::Router;
+use edge::server::Server;
+use http_body_util::{BodyExt, Empty};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Builds `examples/hello` for wasm32-wasip2 (a no-op when it is up to date).
+fn hello_wasm() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/wasm");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(root.join("examples/hello"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building examples/hello failed");
+    target.join("wasm32-wasip2/release/hello.wasm")
+}
+
+fn bench_request(c: &mut Criterion) {
+    let wasm = hello_wasm();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("hello-request");
+    for (label, allocator) in [("pooling", Allocator::Pooling), ("on-demand", Allocator::OnDemand)] {
+        let engine = EdgeEngine::new(allocator, 64).unwrap();
+        let _ticker = engine.start_epoch_ticker();
+        let loader = Loader {
+            linker: edge::prepare::linker(&engine.engine).unwrap(),
+            engine: engine.clone(),
+            cache: None,
+            defaults: Limits::default(),
+        };
+        let app = rt
+            .block_on(loader.load(
+                "hello".into(),
+                &Manifest::default(),
+                Validated::read(&wasm).unwrap(),
+            ))
+            .unwrap();
+        let server = Server::new(engine.engine.clone(), 64, Router::new([app.into()]));
+        group.bench_function(label, |b| {
+            b.to_async(&rt).iter(|| async {
+                let req = hyper::Request::builder()
+                    .uri("/")
+                    .header("host", "hello.localhost")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = server.respond(req).await;
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_request);
+criterion_main!(benches);

@@ -1,0 +1,170 @@
+//! An app: one `NAME.wasm` (+ optional `NAME.toml`) taken through the whole load
+//! pipeline, and everything a request of it needs.
+
+use crate::compile::{self, Cache};
+use crate::config::Limits;
+use crate::engine::EdgeEngine;
+use crate::host::{GuestEnv, Host};
+use crate::load::{self, Validated};
+use crate::manifest::{AppConfig, Manifest};
+use crate::prepare::{self, Prepared};
+use crate::preinit;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+
+/// What loading needs, shared by every app of a server.
+pub struct Loader {
+    /// The engine all apps compile for.
+    pub engine: EdgeEngine,
+    /// Host imports, linked once.
+    pub linker: Linker<Host>,
+    /// The compiled-code cache, if enabled.
+    pub cache: Option<Cache>,
+    /// Server-wide limits that manifests override.
+    pub defaults: Limits,
+}
+
+/// A loaded app version, ready to serve.
+pub struct App {
+    /// The app's name (its file stem).
+    pub name: String,
+    /// Its validated manifest.
+    pub config: AppConfig,
+    /// The linked component.
+    pub prepared: Prepared,
+    /// Per-request store settings.
+    pub guest: GuestEnv,
+    /// This app's own concurrency cap, when it is below the server's.
+    pub permits: Option<Arc<Semaphore>>,
+    /// SHA-256 of the component as uploaded.
+    pub digest: String,
+    /// How loading went.
+    pub report: LoadReport,
+}
+
+/// How long each stage of loading took.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// `true` when the native code came from the cache (no Wizer, no Cranelift).
+    pub cache_hit: bool,
+    /// Time spent in `wizer-initialize` and snapshotting, when it ran.
+    pub preinit: Option<Duration>,
+    /// Time spent in Cranelift, on a miss.
+    pub compile: Option<Duration>,
+    /// Wall time of the whole pipeline.
+    pub total: Duration,
+}
+
+/// Checks an app name: `[a-z0-9-]{1,63}`, so it is a valid DNS label and a safe file name.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        bail!("app name `{name}` must be 1 to 63 characters of `a-z`, `0-9` and `-`");
+    }
+    Ok(())
+}
+
+impl Loader {
+    /// Loads `DIR/NAME.wasm` with its manifest `DIR/NAME.toml`.
+    pub async fn load_file(&self, wasm: &Path) -> Result<App> {
+        let name = wasm
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("the file name is not valid UTF-8")?
+            .to_string();
+        check_name(&name)?;
+        let manifest = Manifest::read(&wasm.with_extension("toml"))?;
+        let validated = Validated::read(wasm)?;
+        self.load(name, &manifest, validated).await
+    }
+
+    /// The load pipeline, top to bottom: resolve the manifest, compile (through the cache,
+    /// pre-initializing on a miss if the component asks for it), link.
+    pub async fn load(&self, name: String, manifest: &Manifest, app: Validated) -> Result<App> {
+        let start = Instant::now();
+        let config = manifest.resolve(&self.defaults)?;
+        let guest = GuestEnv {
+            app: Arc::from(name.as_str()),
+            env: config.env.clone(),
+            memory_limit: config.limits.memory as usize,
+            outbound: Arc::new(config.outbound.clone()),
+        };
+        let mut preinit_time = None;
+        let compiled = compile::compile(
+            &self.engine.engine,
+            self.cache.as_ref(),
+            &app.digest,
+            app.bytes,
+            async |bytes: Vec<u8>| {
+                if !load::wants_preinit(&bytes)? {
+                    return Ok(bytes);
+                }
+                let t = Instant::now();
+                let out = preinit::preinit(
+                    &self.engine.engine,
+                    &self.linker,
+                    &guest,
+                    config.limits.timeout,
+                    &bytes,
+                )
+                .await?;
+                preinit_time = Some(t.elapsed());
+                Ok(out)
+            },
+        )
+        .await?;
+        let prepared = prepare::prepare(&self.linker, &compiled.component)?;
+        let permits = (config.limits.max_concurrency < self.defaults.max_concurrency)
+            .then(|| Arc::new(Semaphore::new(config.limits.max_concurrency)));
+        let report = LoadReport {
+            cache_hit: compiled.compile_time.is_none(),
+            preinit: preinit_time,
+            compile: compiled.compile_time,
+            total: start.elapsed(),
+        };
+        Ok(App {
+            name,
+            config,
+            prepared,
+            guest,
+            permits,
+            digest: app.digest,
+            report,
+        })
+    }
+}
+
+/// The `NAME.wasm` files of an apps directory, sorted by name.
+pub fn app_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read apps directory `{}`", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        for ok in ["hello", "a", "my-app-2"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", "Hello", "../etc", "a.b", "a_b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

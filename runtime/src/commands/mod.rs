@@ -1,0 +1,40 @@
+//! Subcommands of the `edge` binary, one file each.
+
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// edge: run WebAssembly edge functions, each request in a fresh sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "edge", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve every app in a directory over HTTP.
+    Serve(serve::ServeArgs),
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn execute(self) -> anyhow::Result<()> {
+        match self {
+            Command::Serve(args) => args.execute(),
+        }
+    }
+}
+
+/// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,136 @@
+//! The one wasmtime [`Engine`] a server runs: Cranelift, epoch interruption, and the
+//! pooling instance allocator with copy-on-write memory images.
+
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. A spinning guest yields to the executor at every tick,
+/// so this bounds how long one tenant can hold a worker thread, and it is the resolution
+/// of the per-request timeout's enforcement inside wasm.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Core instances a component may hold in the pool. Components made by wit-component
+/// hold a few (the main module plus shims); 16 leaves room for multi-module guests.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Linear memories and tables per component instance.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+/// Bytes of each memory slot reset with `memset` rather than `madvise` when an instance
+/// is dropped: a small guest's whole heap stays resident and the kernel round trip is
+/// skipped. Measured with `benches/instantiate.rs`.
+const MEMORY_KEEP_RESIDENT: usize = 128 * 1024;
+const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
+
+/// Which instance allocator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Allocator {
+    /// The pooling allocator, falling back to on-demand when its address space can't be
+    /// reserved (a small `ulimit -v`, a 32-bit host).
+    Auto,
+    /// The pooling allocator or nothing.
+    Pooling,
+    /// Allocate each instance from the OS on demand (slower, needs no reservation).
+    OnDemand,
+}
+
+/// The engine plus what was chosen for it.
+#[derive(Clone)]
+pub struct EdgeEngine {
+    /// The wasmtime engine shared by every app.
+    pub engine: Engine,
+    /// Whether instances come from the pool.
+    pub pooling: bool,
+}
+
+impl EdgeEngine {
+    /// Builds the engine. `slots` is the number of instances that may exist at once.
+    pub fn new(allocator: Allocator, slots: u32) -> Result<EdgeEngine> {
+        match allocator {
+            Allocator::OnDemand => Ok(EdgeEngine {
+                engine: Engine::new(&base_config())
+                    .map_err(anyhow::Error::from)
+                    .context("cannot create the wasm engine")?,
+                pooling: false,
+            }),
+            Allocator::Pooling => Ok(EdgeEngine {
+                engine: pooled(slots)?,
+                pooling: true,
+            }),
+            Allocator::Auto => match pooled(slots) {
+                Ok(engine) => Ok(EdgeEngine {
+                    engine,
+                    pooling: true,
+                }),
+                Err(err) => {
+                    tracing::warn!(
+                        "pooling allocator unavailable ({err:#}); falling back to on-demand \
+                         instance allocation, which is slower per request"
+                    );
+                    Self::new(Allocator::OnDemand, slots)
+                }
+            },
+        }
+    }
+
+    /// Starts the one epoch ticker of this engine. It stops when the returned guard drops.
+    pub fn start_epoch_ticker(&self) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = self.engine.clone();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("edge-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+/// Stops the epoch ticker thread when dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    // Copy-on-write images make a fresh instance's memory a mapping, not a copy.
+    config.memory_init_cow(true);
+    config
+}
+
+fn pooled(slots: u32) -> Result<Engine> {
+    let slots = slots.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots.saturating_mul(2))
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .total_tables(slots.saturating_mul(MAX_TABLES_PER_COMPONENT / 2))
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .total_stacks(slots)
+        // Per-app memory limits are enforced by each store's limiter, so every slot can
+        // hold the largest memory a wasm32 guest can address.
+        .max_memory_size(crate::config::MAX_WASM32_MEMORY as usize)
+        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("cannot reserve the instance pool")
+}

@@ -1,0 +1,302 @@
+//! The request path: a fresh store and instance per request, run under the app's limits,
+//! and the one place where every outcome becomes an HTTP status.
+
+use crate::app::App;
+use crate::host::Host;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout_at;
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Why a request did not get the guest's response. [`RequestError::into_response`] is the
+/// only place these become HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// No app matches the request.
+    #[error("no app serves host `{host}`")]
+    NoRoute {
+        /// The Host the request named.
+        host: String,
+    },
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The declared body is over the app's limit.
+    #[error("request body of {size} bytes exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// Declared size.
+        size: u64,
+        /// The app's limit.
+        limit: u64,
+    },
+    /// Every instance slot (of the server or of the app) is busy.
+    #[error("server overloaded: too many requests in flight, retry later")]
+    Overloaded,
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access, …).
+    #[error("the app `{app}` failed while handling the request")]
+    Trap {
+        /// The app.
+        app: String,
+        /// What wasmtime reported, for the log only.
+        detail: String,
+    },
+    /// The guest tried to grow its memory past the limit and failed.
+    #[error("the app `{app}` exceeded its memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// The app.
+        app: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The guest did not answer within the app's timeout.
+    #[error("the app `{app}` did not respond within {after:?}")]
+    Timeout {
+        /// The app.
+        app: String,
+        /// The limit it ran into.
+        after: Duration,
+    },
+    /// The guest finished without setting a response, or sent an error code.
+    #[error("the app `{app}` did not produce a response: {detail}")]
+    NoResponse {
+        /// The app.
+        app: String,
+        /// Why, for the log only.
+        detail: String,
+    },
+}
+
+impl RequestError {
+    /// The HTTP status for this outcome.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Trap { .. }
+            | RequestError::MemoryLimit { .. }
+            | RequestError::NoResponse { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Logs the outcome and turns it into a short plain-text response. Guest details
+    /// (trap messages, backtraces) go to the log, never to the client.
+    pub fn into_response(self) -> Response<HyperOutgoingBody> {
+        match &self {
+            RequestError::Trap { app, detail } => {
+                tracing::warn!(app = %app, outcome = "trap", "guest trapped: {detail}")
+            }
+            RequestError::MemoryLimit { app, limit } => tracing::warn!(
+                app = %app, outcome = "memory-limit",
+                "guest killed: it exceeded its memory limit of {limit} bytes"
+            ),
+            RequestError::Timeout { app, after } => tracing::warn!(
+                app = %app, outcome = "timeout", "guest killed: no response within {after:?}"
+            ),
+            RequestError::NoResponse { app, detail } => {
+                tracing::warn!(app = %app, outcome = "no-response", "{detail}")
+            }
+            RequestError::Overloaded => tracing::debug!("rejected: overloaded"),
+            _ => {}
+        }
+        let mut resp = text_response(self.status(), format!("{self}\n"));
+        if matches!(self, RequestError::Overloaded) {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// A plain-text response.
+pub fn text_response(status: StatusCode, body: String) -> Response<HyperOutgoingBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Runs `req` on a fresh instance of `app`. `server_permits` bounds instances across the
+/// whole server (it is sized to the instance pool).
+pub async fn handle<B>(
+    engine: &Engine,
+    server_permits: &Arc<Semaphore>,
+    app: &Arc<App>,
+    req: Request<B>,
+) -> Result<Response<HyperOutgoingBody>, RequestError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let limits = &app.config.limits;
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    if let Some(size) = declared_length(&req)?
+        && size > limits.max_body_size
+    {
+        return Err(RequestError::BodyTooLarge {
+            size,
+            limit: limits.max_body_size,
+        });
+    }
+    let permits = admit(server_permits, app)?;
+
+    let mut store = Store::new(engine, Host::new(&app.guest));
+    store.limiter(|host| &mut host.limiter);
+    // Wasm yields to the executor at every epoch tick, so a spinning guest holds a worker
+    // thread for one tick at a time and the deadline below can always fire.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+
+    let limit = limits.max_body_size as usize;
+    let req = req.map(|body| Limited::new(body, limit).map_err(limited_body_error));
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let mut http = store.data_mut().http();
+    let incoming = http
+        .new_incoming_request(Scheme::Http, req)
+        .map_err(|e| RequestError::BadRequest(format!("{e:#}")))?;
+    let outparam = http
+        .new_response_outparam(sender)
+        .expect("a fresh resource table has room");
+
+    let started = Instant::now();
+    let proxy = match timeout_at(deadline, app.prepared.pre.instantiate_async(&mut store)).await {
+        Ok(Ok(proxy)) => proxy,
+        Ok(Err(e)) => return Err(classify(app, e, store.data().limiter.exceeded)),
+        Err(_) => return Err(timeout(app)),
+    };
+    let instantiated = started.elapsed();
+
+    // The guest runs in its own task: after it sets the response head it goes on writing
+    // the body, which hyper streams to the client meanwhile.
+    let task = tokio::spawn(async move {
+        let _permits = permits;
+        let handler = proxy.wasi_http_incoming_handler();
+        let result = timeout_at(deadline, handler.call_handle(&mut store, incoming, outparam)).await;
+        let exceeded = store.data().limiter.exceeded;
+        (result, exceeded)
+    });
+
+    match timeout_at(deadline, receiver).await {
+        Ok(Ok(Ok(mut resp))) => {
+            let handled = started.elapsed() - instantiated;
+            resp.headers_mut()
+                .insert("server-timing", server_timing(instantiated, handled));
+            Ok(resp)
+        }
+        Ok(Ok(Err(code))) => Err(RequestError::NoResponse {
+            app: app.name.clone(),
+            detail: format!("the guest answered with error code {code:?}"),
+        }),
+        // The guest dropped the response outparam: it returned or trapped without answering.
+        Ok(Err(_)) => match task.await {
+            Ok((Ok(Ok(())), _)) => Err(RequestError::NoResponse {
+                app: app.name.clone(),
+                detail: "the guest returned without setting a response".into(),
+            }),
+            Ok((Ok(Err(e)), exceeded)) => Err(classify(app, e, exceeded)),
+            Ok((Err(_), _)) => Err(timeout(app)),
+            Err(join) => Err(RequestError::NoResponse {
+                app: app.name.clone(),
+                detail: format!("the request task failed: {join}"),
+            }),
+        },
+        Err(_) => Err(timeout(app)),
+    }
+}
+
+/// Takes an instance slot of the server and, if the app has its own cap, of the app.
+/// Never waits: a full server answers 503 at once instead of queueing without bound.
+fn admit(
+    server: &Arc<Semaphore>,
+    app: &App,
+) -> Result<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>), RequestError> {
+    let server = server
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| RequestError::Overloaded)?;
+    let app = match &app.permits {
+        Some(p) => Some(
+            p.clone()
+                .try_acquire_owned()
+                .map_err(|_| RequestError::Overloaded)?,
+        ),
+        None => None,
+    };
+    Ok((server, app))
+}
+
+fn declared_length<B>(req: &Request<B>) -> Result<Option<u64>, RequestError> {
+    match req.headers().get(CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Some)
+            .ok_or_else(|| RequestError::BadRequest("invalid `content-length`".into())),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn limited_body_error(e: BoxError) -> wasmtime_wasi_http::Error {
+    if e.is::<LengthLimitError>() {
+        return wasmtime_wasi_http::Error::HttpRequestBodySize(None);
+    }
+    match e.downcast::<hyper::Error>() {
+        Ok(e) => wasmtime_wasi_http::Error::Hyper(*e),
+        Err(e) => wasmtime_wasi_http::Error::InternalError(Some(e.to_string())),
+    }
+}
+
+fn timeout(app: &App) -> RequestError {
+    RequestError::Timeout {
+        app: app.name.clone(),
+        after: app.config.limits.timeout,
+    }
+}
+
+fn classify(app: &App, err: wasmtime::Error, memory_exceeded: bool) -> RequestError {
+    if memory_exceeded {
+        return RequestError::MemoryLimit {
+            app: app.name.clone(),
+            limit: app.guest.memory_limit,
+        };
+    }
+    let detail = match err.downcast_ref::<Trap>() {
+        Some(trap) => format!("{trap}: {err:?}"),
+        None => format!("{err:?}"),
+    };
+    RequestError::Trap {
+        app: app.name.clone(),
+        detail,
+    }
+}
+
+fn server_timing(instantiate: Duration, handle: Duration) -> HeaderValue {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let value = format!(
+        "instantiate;dur={:.3}, handle;dur={:.3}",
+        ms(instantiate),
+        ms(handle)
+    );
+    HeaderValue::from_str(&value).expect("ASCII")
+}

@@ -1,0 +1,253 @@
+//! What the host gives each request's [`Store`](wasmtime::Store): WASI with nothing of the
+//! host's (no preopened directories, no inherited environment, no sockets), `wasi:http`
+//! with an outbound allow-list, a memory limiter, and guest output routed to the log.
+
+use crate::manifest::OutboundPolicy;
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
+
+/// Table elements a guest may grow a table to. Generous for real code, yet it stops a
+/// table bomb long before host memory is at risk.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Per-app facts every request of that app needs to build its store; built once at load.
+#[derive(Debug)]
+pub struct GuestEnv {
+    /// The app's name, used to prefix guest output in the log.
+    pub app: Arc<str>,
+    /// Environment variables from the manifest.
+    pub env: Vec<(String, String)>,
+    /// Linear-memory cap in bytes.
+    pub memory_limit: usize,
+    /// Outbound HTTP allow-list.
+    pub outbound: Arc<OutboundPolicy>,
+}
+
+/// The data of one request's store.
+pub struct Host {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    /// Enforces the memory limit and remembers whether the guest ran into it.
+    pub limiter: MemoryLimiter,
+}
+
+impl Host {
+    /// A fresh host state for one request of the app described by `env`.
+    pub fn new(env: &GuestEnv) -> Host {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestLog::new(&env.app, "stdout"))
+            .stderr(GuestLog::new(&env.app, "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if !env.env.is_empty() {
+            wasi.envs(&env.env);
+        }
+        Host {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks {
+                policy: env.outbound.clone(),
+                app: env.app.clone(),
+            },
+            limiter: MemoryLimiter {
+                limit: env.memory_limit,
+                exceeded: false,
+            },
+        }
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Caps a store's linear memory and records when a guest asked for more.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit: usize,
+    /// Set once a grow was refused for exceeding the limit.
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// `wasi:http` hooks that send a request only where the app's manifest allows it.
+struct OutboundHooks {
+    policy: Arc<OutboundPolicy>,
+    app: Arc<str>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri.host().unwrap_or("");
+        if !self.policy.allows(scheme, host, uri.port_u16()) {
+            tracing::warn!(
+                app = %self.app,
+                "denied outbound request to `{scheme}://{}`: not in the app's `allowed_outbound_hosts`",
+                uri.authority().map(|a| a.as_str()).unwrap_or(host)
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// Guest stdout or stderr, written to the server log line by line, prefixed with the app.
+#[derive(Clone)]
+struct GuestLog {
+    app: Arc<str>,
+    stream: &'static str,
+}
+
+impl GuestLog {
+    fn new(app: &Arc<str>, stream: &'static str) -> GuestLog {
+        GuestLog {
+            app: app.clone(),
+            stream,
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        tracing::info!(target: "edge::guest", stream = self.stream, "[{}] {line}", self.app);
+    }
+}
+
+impl IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestLog {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            log: self.clone(),
+            buf: Vec::new(),
+        })
+    }
+}
+
+/// Longest partial line kept before it is logged anyway, so a guest that never writes a
+/// newline cannot grow host memory.
+const MAX_LINE: usize = 16 * 1024;
+
+struct LineWriter {
+    log: GuestLog,
+    buf: Vec<u8>,
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.buf.extend_from_slice(data);
+        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Bytes = self.buf.drain(..=end).collect();
+            self.log.emit(&line);
+        }
+        if self.buf.len() > MAX_LINE {
+            let line = std::mem::take(&mut self.buf);
+            self.log.emit(&line);
+        }
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let line = std::mem::take(&mut self.buf);
+            self.log.emit(&line);
+        }
+    }
+}

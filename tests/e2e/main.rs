@@ -1,0 +1,18 @@
+//! End-to-end tests of `edge`: the real binary, real sockets on port 0, and guest
+//! components built from source (`examples/hello`, `tests/guests`) by the harness.
+#![allow(missing_docs, unreachable_pub)]
+
+/// The harness: building guests, apps directories, starting `edge`, an HTTP client.
+mod support;
+
+/// Routing, fresh instances, Server-Timing, bad app files, admission limits.
+mod serve;
+
+/// Hostile guests: traps, infinite loops, memory bombs.
+mod limits;
+
+/// What a guest can reach: host files, environment, outbound HTTP, the log.
+mod sandbox;
+
+/// Start, restart, cache, Wizer pre-initialization, allocator fallback, shutdown.
+mod lifecycle;

@@ -1,0 +1,239 @@
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::HeaderMap;
+use hyper_util::rt::TokioIo;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to compile its apps and print its startup line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("runtime/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds every guest component once per test process and returns the path of `name`.
+pub fn guest(name: &str) -> PathBuf {
+    static OUT: OnceLock<PathBuf> = OnceLock::new();
+    let out = OUT.get_or_init(|| {
+        let root = repo_root();
+        let target = root.join("target").join("wasm");
+        for crate_dir in ["examples/hello", "tests/guests"] {
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(root.join(crate_dir))
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .env_remove("CARGO_BUILD_TARGET")
+                .status()
+                .expect("running cargo to build guest components");
+            assert!(status.success(), "building guests in {crate_dir} failed");
+        }
+        target.join("wasm32-wasip2").join("release")
+    });
+    let path = out.join(format!("{name}.wasm"));
+    assert!(path.exists(), "no guest component {}", path.display());
+    path
+}
+
+/// A temporary apps directory.
+pub struct Apps {
+    pub dir: tempfile::TempDir,
+}
+
+impl Apps {
+    pub fn new() -> Apps {
+        Apps {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds guest `guest` as app `name`.
+    pub fn add_as(&self, guest_name: &str, name: &str) -> &Apps {
+        std::fs::copy(guest(guest_name), self.path().join(format!("{name}.wasm")))
+            .expect("copy guest");
+        self
+    }
+
+    pub fn add(&self, guest_name: &str) -> &Apps {
+        self.add_as(guest_name, guest_name)
+    }
+
+    pub fn manifest(&self, name: &str, toml: &str) -> &Apps {
+        self.write(&format!("{name}.toml"), toml.as_bytes())
+    }
+
+    pub fn write(&self, file: &str, bytes: &[u8]) -> &Apps {
+        std::fs::write(self.path().join(file), bytes).expect("write file");
+        self
+    }
+}
+
+/// Compiled code shared by the tests that are not about the cache, so each test does not
+/// pay for Cranelift again.
+pub fn shared_cache() -> PathBuf {
+    repo_root().join("target").join("e2e-cache")
+}
+
+/// A running `edge serve`.
+pub struct Edge {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Edge {
+    /// Starts `edge serve DIR --listen 127.0.0.1:0` plus `args`, using the shared cache
+    /// unless `args` choose a cache, and waits for the startup line.
+    pub fn start(dir: &Path, args: &[&str]) -> Edge {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+        cmd.arg("serve").arg(dir).args(["--listen", "127.0.0.1:0"]);
+        if !args.iter().any(|a| *a == "--cache-dir" || *a == "--no-cache") {
+            cmd.arg("--cache-dir").arg(shared_cache());
+        }
+        cmd.args(args);
+        Edge::spawn(cmd)
+    }
+
+    /// Starts a prepared command (for wrappers like `sh -c 'ulimit …; exec edge …'`).
+    pub fn spawn(mut cmd: Command) -> Edge {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE");
+        let mut child = cmd.spawn().expect("spawning edge");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let out_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("http://").nth(1) {
+                    let addr = rest.trim_end_matches('/').to_string();
+                    let _ = tx.send(addr);
+                }
+                out_log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let err_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                err_log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+                let addr = addr.parse().expect("startup line has IP:PORT");
+                return Edge { child, addr, log };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("edge exited with {status} before listening:\n{}", log.lock().unwrap());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "edge did not print its startup line in time:\n{}",
+                log.lock().unwrap()
+            );
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; false on timeout.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "edge did not exit:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, body collected.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// Sends one request on a new connection, with `host` as the Host header.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .body(Full::new(Bytes::from(body)))?;
+    let resp = sender.send_request(req).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// `GET http://{host}{path}`, panicking on transport errors.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Resp {
+    send(addr, "GET", host, path, Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("GET {host}{path}: {e}"))
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every test of the workspace
+# (unit tests and the end-to-end suite in tests/e2e) in the release profile, which the
+# binary and benches share, so wasmtime is compiled once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target add wasm32-wasip2 >/dev/null
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+# RUST_BACKTRACE=1 makes wasmtime capture a backtrace on every store drop; the tests
+# don't need it and it slows every request.
+unset RUST_BACKTRACE
+cargo nextest run --workspace --release --no-fail-fast "$@"
