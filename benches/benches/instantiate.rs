@@ -54,7 +54,7 @@ fn bench_request(c: &mut Criterion) {
         let app = rt
             .block_on(loader.load(
                 "hello".into(),
-                &Manifest::default(),
+                Manifest::default().resolve(&Limits::default()).unwrap(),
                 Validated::read(&wasm).unwrap(),
             ))
             .unwrap();

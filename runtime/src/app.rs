@@ -81,16 +81,18 @@ impl Loader {
             .context("the file name is not valid UTF-8")?
             .to_string();
         check_name(&name)?;
-        let manifest = Manifest::read(&wasm.with_extension("toml"))?;
+        let manifest_path = wasm.with_extension("toml");
+        let config = Manifest::read(&manifest_path)?
+            .resolve(&self.defaults)
+            .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
         let validated = Validated::read(wasm)?;
-        self.load(name, &manifest, validated).await
+        self.load(name, config, validated).await
     }
 
-    /// The load pipeline, top to bottom: resolve the manifest, compile (through the cache,
-    /// pre-initializing on a miss if the component asks for it), link.
-    pub async fn load(&self, name: String, manifest: &Manifest, app: Validated) -> Result<App> {
+    /// The load pipeline, top to bottom: compile (through the cache, pre-initializing on a
+    /// miss if the component asks for it), then link.
+    pub async fn load(&self, name: String, config: AppConfig, app: Validated) -> Result<App> {
         let start = Instant::now();
-        let config = manifest.resolve(&self.defaults)?;
         let guest = GuestEnv {
             app: Arc::from(name.as_str()),
             env: config.env.clone(),

@@ -4,6 +4,7 @@
 
 use crate::manifest::OutboundPolicy;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -157,10 +158,16 @@ impl WasiHttpHooks for OutboundHooks {
                 "denied outbound request to `{scheme}://{}`: not in the app's `allowed_outbound_hosts`",
                 uri.authority().map(|a| a.as_str()).unwrap_or(host)
             );
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            // Take (and discard) whatever body the guest streams before failing, so the
+            // guest sees `HttpRequestDenied` when it awaits the response rather than a
+            // broken body stream while it writes.
+            return Box::new(async move {
+                let mut body = request.into_body();
+                while let Some(Ok(_)) = body.frame().await {}
+                Err(HttpError::HttpRequestDenied)
+            });
         }
         Box::new(async move {
-            use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
                 res.map(BodyExt::boxed_unsync),

@@ -8,18 +8,14 @@ async fn a_restart_loads_compiled_code_from_the_cache() {
     apps.add("hello");
     let cache = apps.path().join(".edge").join("cache");
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
-    assert!(edge.log().contains("loaded app `hello` (compiled)"), "{}", edge.log());
+    edge.expect_log("loaded app `hello` (compiled)");
     assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
     drop(edge);
     let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
 
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
-    assert!(
-        edge.log().contains("loaded app `hello` (cache hit, not recompiled)"),
-        "{}",
-        edge.log()
-    );
+    edge.expect_log("loaded app `hello` (cache hit, not recompiled)");
     assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
     drop(edge);
 
@@ -29,16 +25,15 @@ async fn a_restart_loads_compiled_code_from_the_cache() {
     bytes[mid] ^= 0xff;
     std::fs::write(&entries[0], &bytes).unwrap();
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
-    let log = edge.log();
-    assert!(log.contains("is corrupt; recompiling"), "{log}");
-    assert!(log.contains("loaded app `hello` (compiled)"), "{log}");
+    edge.expect_log("is corrupt; recompiling");
+    edge.expect_log("loaded app `hello` (compiled)");
     assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
     drop(edge);
 
     // A truncated one too.
     std::fs::write(&entries[0], &bytes[..100]).unwrap();
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
-    assert!(edge.log().contains("is corrupt; recompiling"), "{}", edge.log());
+    edge.expect_log("is corrupt; recompiling");
     assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
 }
 
@@ -52,7 +47,7 @@ async fn the_default_cache_lives_in_the_apps_directory() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
     cmd.arg("serve").arg(apps.path()).args(["--listen", "127.0.0.1:0"]);
     let edge = Edge::spawn(cmd);
-    assert!(edge.log().contains("cache hit"), "{}", edge.log());
+    edge.expect_log("cache hit");
 }
 
 #[tokio::test]
@@ -61,7 +56,7 @@ async fn wizer_preinitializes_once_at_load_and_never_per_request() {
     apps.add("wizer");
     let cache = apps.path().join("cache");
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
-    assert!(edge.log().contains("preinit_ms="), "{}", edge.log());
+    edge.expect_log("preinit_ms=");
     for _ in 0..3 {
         let resp = get(edge.addr, "wizer.localhost", "/").await;
         assert_eq!(resp.body, "init-runs=1 sum=333833500", "{resp:?}");
@@ -70,7 +65,7 @@ async fn wizer_preinitializes_once_at_load_and_never_per_request() {
     // The pre-initialized code is what the cache holds: a restart neither re-runs Wizer
     // nor loses its snapshot.
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
-    assert!(edge.log().contains("cache hit"), "{}", edge.log());
+    edge.expect_log("cache hit");
     assert!(!edge.log().contains("preinit_ms="), "{}", edge.log());
     let resp = get(edge.addr, "wizer.localhost", "/").await;
     assert_eq!(resp.body, "init-runs=1 sum=333833500");
@@ -87,8 +82,8 @@ async fn without_address_space_for_the_pool_it_falls_back_to_on_demand() {
         .arg(env!("CARGO_BIN_EXE_edge"))
         .arg(apps.path());
     let edge = Edge::spawn(cmd);
-    assert!(edge.log().contains("falling back to on-demand"), "{}", edge.log());
-    assert!(edge.log().contains("allocator=\"on-demand\""), "{}", edge.log());
+    edge.expect_log("falling back to on-demand");
+    edge.expect_log("allocator=\"on-demand\"");
     for _ in 0..3 {
         assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
     }
@@ -103,7 +98,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let in_flight = tokio::spawn(async move { get(addr, "slow.localhost", "/?ms=1000").await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     edge.signal("TERM");
-    assert!(edge.wait_log("no longer accepting", Duration::from_secs(5)), "{}", edge.log());
+    edge.expect_log("no longer accepting");
     // New connections are refused once the listener is closed.
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "still accepting after SIGTERM");
@@ -126,7 +121,7 @@ async fn shutdown_is_bounded_by_the_grace_period() {
     let status = edge.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
     assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
-    assert!(edge.log().contains("grace period"), "{}", edge.log());
+    edge.expect_log("grace period");
 }
 
 #[test]

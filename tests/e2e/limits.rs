@@ -10,7 +10,7 @@ async fn a_trap_gives_500_and_the_next_request_is_fine() {
     assert_eq!(resp.status, 500);
     assert_eq!(resp.body, "the app `trap` failed while handling the request\n");
     assert!(!resp.body.contains("backtrace") && !resp.body.contains("wasm"));
-    assert!(edge.wait_log("outcome=\"trap\"", Duration::from_secs(5)), "{}", edge.log());
+    edge.expect_log("outcome=\"trap\"");
     let resp = get(edge.addr, "trap.localhost", "/").await;
     assert_eq!((resp.status, resp.body.as_str()), (200, "ok"));
 }
@@ -48,7 +48,7 @@ async fn an_infinite_loop_gets_504_while_others_are_served() {
         assert!(took >= Duration::from_millis(1900), "504 came early: {took:?}");
         assert!(took < Duration::from_secs(5), "504 came late: {took:?}");
     }
-    assert!(edge.log().contains("outcome=\"timeout\""));
+    edge.expect_log("outcome=\"timeout\"");
     assert_eq!(get(addr, "spin.localhost", "/").await.body, "ok");
 }
 
@@ -60,7 +60,7 @@ async fn a_memory_hog_gets_500_and_harms_nothing() {
     let resp = get(edge.addr, "memhog.localhost", "/hog?mib=1024").await;
     assert_eq!(resp.status, 500, "{resp:?}");
     assert_eq!(resp.body, "the app `memhog` exceeded its memory limit of 33554432 bytes\n");
-    assert!(edge.log().contains("outcome=\"memory-limit\""), "{}", edge.log());
+    edge.expect_log("outcome=\"memory-limit\"");
     // Under the limit the same guest works, and so does everyone else.
     let resp = get(edge.addr, "memhog.localhost", "/hog?mib=8").await;
     assert_eq!((resp.status, resp.body.as_str()), (200, "allocated 8 MiB"));

@@ -14,12 +14,8 @@ async fn guests_see_no_host_files_or_environment() {
     assert!(body.contains("list .: denied"), "{body}");
     assert!(body.contains("env: \n"), "the host environment leaked: {body}");
     // Guest output reaches the log, prefixed with the app.
-    assert!(
-        edge.wait_log("[sandbox] sandbox guest says hello on stdout", Duration::from_secs(5)),
-        "{}",
-        edge.log()
-    );
-    assert!(edge.log().contains("[sandbox] sandbox guest says hello on stderr"));
+    edge.expect_log("[sandbox] sandbox guest says hello on stdout");
+    edge.expect_log("[sandbox] sandbox guest says hello on stderr");
 }
 
 #[tokio::test]
@@ -65,7 +61,7 @@ async fn outbound_http_is_denied_unless_listed() {
     let denied = get(edge.addr, "outbound.localhost", &path).await;
     assert_eq!(denied.status, 502, "{denied:?}");
     assert!(denied.body.contains("HttpRequestDenied"), "{}", denied.body);
-    assert!(edge.log().contains("denied outbound request"), "{}", edge.log());
+    edge.expect_log("denied outbound request");
     let allowed = get(edge.addr, "allowed.localhost", &path).await;
     assert_eq!(allowed.status, 200, "{allowed:?}");
     assert_eq!(allowed.body, "upstream 200 OK: upstream says hi");

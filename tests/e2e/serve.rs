@@ -65,6 +65,8 @@ async fn invalid_app_files_are_reported_and_skipped() {
         .add("counter")
         .manifest("counter", "timeout = \"soon\"\n");
     let edge = Edge::start(apps.path(), &[]);
+    // `hello` is loaded last (apps load in name order), so every skip is logged by then.
+    edge.expect_log("loaded app `hello`");
     let log = edge.log();
     for (file, reason) in [
         ("garbage.wasm", "not a WebAssembly file"),

@@ -170,6 +170,16 @@ impl Edge {
         false
     }
 
+    /// Waits (up to 10 s: stderr is read on its own thread) until the log contains
+    /// `needle`, and panics with the whole log otherwise.
+    pub fn expect_log(&self, needle: &str) {
+        assert!(
+            self.wait_log(needle, Duration::from_secs(10)),
+            "the log never contained {needle:?}:\n{}",
+            self.log()
+        );
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([format!("-{sig}"), self.child.id().to_string()])
