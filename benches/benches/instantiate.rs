@@ -42,7 +42,10 @@ fn bench_request(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut group = c.benchmark_group("hello-request");
-    for (label, allocator) in [("pooling", Allocator::Pooling), ("on-demand", Allocator::OnDemand)] {
+    for (label, allocator) in [
+        ("pooling", Allocator::Pooling),
+        ("on-demand", Allocator::OnDemand),
+    ] {
         let engine = EdgeEngine::new(allocator, 64).unwrap();
         let _ticker = engine.start_epoch_ticker();
         let loader = Loader {

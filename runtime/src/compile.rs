@@ -49,8 +49,7 @@ impl Cache {
 
     /// The entry for the app whose uploaded bytes have `digest`.
     pub fn entry_path(&self, digest: &str) -> PathBuf {
-        self.dir
-            .join(format!("{digest}-{}.cwasm", self.engine_key))
+        self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
     /// Loads the entry for `digest`, or `None` when it is missing or does not verify (the

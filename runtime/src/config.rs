@@ -95,7 +95,12 @@ mod tests {
         assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
         assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_size("lots").unwrap_err().to_string().contains("`lots`"));
+        assert!(
+            parse_size("lots")
+                .unwrap_err()
+                .to_string()
+                .contains("`lots`")
+        );
         assert!(parse_duration("0s").is_err());
         assert!(parse_memory_limit("8GiB").is_err());
         assert!(parse_memory_limit("1KiB").is_err());

@@ -189,7 +189,11 @@ where
     let task = tokio::spawn(async move {
         let _permits = permits;
         let handler = proxy.wasi_http_incoming_handler();
-        let result = timeout_at(deadline, handler.call_handle(&mut store, incoming, outparam)).await;
+        let result = timeout_at(
+            deadline,
+            handler.call_handle(&mut store, incoming, outparam),
+        )
+        .await;
         let exceeded = store.data().limiter.exceeded;
         (result, exceeded)
     });

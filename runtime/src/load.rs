@@ -33,7 +33,6 @@ impl Validated {
         let digest = hex::encode(Sha256::digest(&bytes));
         Ok(Validated { bytes, digest })
     }
-
 }
 
 /// Whether a component exports `wizer-initialize` at its top level, asking to be

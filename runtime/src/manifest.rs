@@ -234,7 +234,10 @@ mod tests {
 
     #[test]
     fn empty_manifest_takes_defaults_and_denies_outbound() {
-        let app = Manifest::parse("").unwrap().resolve(&Limits::default()).unwrap();
+        let app = Manifest::parse("")
+            .unwrap()
+            .resolve(&Limits::default())
+            .unwrap();
         assert_eq!(app.limits, Limits::default());
         assert!(app.outbound.is_deny_all());
         assert!(!app.outbound.allows("http", "example.com", None));

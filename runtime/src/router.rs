@@ -56,7 +56,10 @@ impl<A: Routable> Router<A> {
             }
             for prefix in app.paths() {
                 if router.by_prefix.iter().any(|(p, _)| p == prefix) {
-                    tracing::warn!("path prefix `{prefix}` is claimed twice; `{}` loses it", app.name());
+                    tracing::warn!(
+                        "path prefix `{prefix}` is claimed twice; `{}` loses it",
+                        app.name()
+                    );
                     continue;
                 }
                 router.by_prefix.push((prefix.clone(), app.clone()));
@@ -98,7 +101,9 @@ impl<A: Routable> Router<A> {
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // `[::1]:8080` → `[::1]`
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -123,7 +128,11 @@ mod tests {
     fn router() -> Router<T> {
         Router::new([
             Arc::new(T("hello", vec![], vec![])),
-            Arc::new(T("api", vec!["api.example.com".into()], vec!["/api".into()])),
+            Arc::new(T(
+                "api",
+                vec!["api.example.com".into()],
+                vec!["/api".into()],
+            )),
             Arc::new(T("v2", vec![], vec!["/api/v2".into()])),
         ])
     }

@@ -11,7 +11,10 @@ async fn a_restart_loads_compiled_code_from_the_cache() {
     edge.expect_log("loaded app `hello` (compiled)");
     assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
     drop(edge);
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
 
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
@@ -41,11 +44,19 @@ async fn a_restart_loads_compiled_code_from_the_cache() {
 async fn the_default_cache_lives_in_the_apps_directory() {
     let apps = Apps::new();
     apps.add("hello");
-    let edge = Edge::start(apps.path(), &["--cache-dir", &apps.path().join(".edge/cache").to_string_lossy()]);
+    let edge = Edge::start(
+        apps.path(),
+        &[
+            "--cache-dir",
+            &apps.path().join(".edge/cache").to_string_lossy(),
+        ],
+    );
     drop(edge);
     // Without --cache-dir the server uses DIR/.edge/cache, which the run above filled.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
-    cmd.arg("serve").arg(apps.path()).args(["--listen", "127.0.0.1:0"]);
+    cmd.arg("serve")
+        .arg(apps.path())
+        .args(["--listen", "127.0.0.1:0"]);
     let edge = Edge::spawn(cmd);
     edge.expect_log("cache hit");
 }
@@ -114,13 +125,19 @@ async fn shutdown_is_bounded_by_the_grace_period() {
     apps.add("slow");
     let mut edge = Edge::start(apps.path(), &["--shutdown-timeout", "500ms"]);
     let addr = edge.addr;
-    let _stuck = tokio::spawn(async move { crate::support::send(addr, "GET", "slow.localhost", "/?ms=20000", vec![]).await });
+    let _stuck = tokio::spawn(async move {
+        crate::support::send(addr, "GET", "slow.localhost", "/?ms=20000", vec![]).await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
     edge.signal("INT");
     let status = edge.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
     edge.expect_log("grace period");
 }
 
@@ -130,7 +147,11 @@ fn bad_flags_fail_before_listening_with_a_clear_message() {
     for (flag, value, needle) in [
         ("--memory-limit", "lots", "invalid size `lots`"),
         ("--timeout", "0s", "must be greater than zero"),
-        ("--listen", "localhost", "invalid listen address `localhost`"),
+        (
+            "--listen",
+            "localhost",
+            "invalid listen address `localhost`",
+        ),
         ("--max-concurrency", "0", "at least 1"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_edge"))

@@ -8,7 +8,10 @@ async fn a_trap_gives_500_and_the_next_request_is_fine() {
     let edge = Edge::start(apps.path(), &[]);
     let resp = get(edge.addr, "trap.localhost", "/trap").await;
     assert_eq!(resp.status, 500);
-    assert_eq!(resp.body, "the app `trap` failed while handling the request\n");
+    assert_eq!(
+        resp.body,
+        "the app `trap` failed while handling the request\n"
+    );
     assert!(!resp.body.contains("backtrace") && !resp.body.contains("wasm"));
     edge.expect_log("outcome=\"trap\"");
     let resp = get(edge.addr, "trap.localhost", "/").await;
@@ -40,12 +43,18 @@ async fn an_infinite_loop_gets_504_while_others_are_served() {
         slowest = slowest.max(start.elapsed());
     }
     // Generous: a tick is 10 ms; starvation would mean waiting for the 2 s timeout.
-    assert!(slowest < Duration::from_millis(1000), "hello took {slowest:?} while guests spun");
+    assert!(
+        slowest < Duration::from_millis(1000),
+        "hello took {slowest:?} while guests spun"
+    );
     for s in spinners {
         let (resp, took) = s.await.unwrap();
         assert_eq!(resp.status, 504, "{resp:?}");
         assert_eq!(resp.body, "the app `spin` did not respond within 2s\n");
-        assert!(took >= Duration::from_millis(1900), "504 came early: {took:?}");
+        assert!(
+            took >= Duration::from_millis(1900),
+            "504 came early: {took:?}"
+        );
         assert!(took < Duration::from_secs(5), "504 came late: {took:?}");
     }
     edge.expect_log("outcome=\"timeout\"");
@@ -55,11 +64,16 @@ async fn an_infinite_loop_gets_504_while_others_are_served() {
 #[tokio::test]
 async fn a_memory_hog_gets_500_and_harms_nothing() {
     let apps = Apps::new();
-    apps.add("memhog").add("hello").manifest("memhog", "memory_limit = \"32MiB\"\n");
+    apps.add("memhog")
+        .add("hello")
+        .manifest("memhog", "memory_limit = \"32MiB\"\n");
     let edge = Edge::start(apps.path(), &[]);
     let resp = get(edge.addr, "memhog.localhost", "/hog?mib=1024").await;
     assert_eq!(resp.status, 500, "{resp:?}");
-    assert_eq!(resp.body, "the app `memhog` exceeded its memory limit of 33554432 bytes\n");
+    assert_eq!(
+        resp.body,
+        "the app `memhog` exceeded its memory limit of 33554432 bytes\n"
+    );
     edge.expect_log("outcome=\"memory-limit\"");
     // Under the limit the same guest works, and so does everyone else.
     let resp = get(edge.addr, "memhog.localhost", "/hog?mib=8").await;
@@ -69,6 +83,16 @@ async fn a_memory_hog_gets_500_and_harms_nothing() {
     apps.add_as("memhog", "hog2");
     drop(edge);
     let edge = Edge::start(apps.path(), &[]);
-    assert_eq!(get(edge.addr, "hog2.localhost", "/hog?mib=100").await.status, 200);
-    assert_eq!(get(edge.addr, "hog2.localhost", "/hog?mib=200").await.status, 500);
+    assert_eq!(
+        get(edge.addr, "hog2.localhost", "/hog?mib=100")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(edge.addr, "hog2.localhost", "/hog?mib=200")
+            .await
+            .status,
+        500
+    );
 }

@@ -49,8 +49,14 @@ async fn manifest_adds_hosts_and_path_prefixes() {
     );
     let edge = Edge::start(apps.path(), &[]);
     assert_eq!(get(edge.addr, "www.example.org", "/").await.body, "1");
-    assert_eq!(get(edge.addr, "hello.localhost", "/count/x").await.body, "1");
-    assert_eq!(get(edge.addr, "hello.localhost", "/counter").await.body, "Hello from edge!\n");
+    assert_eq!(
+        get(edge.addr, "hello.localhost", "/count/x").await.body,
+        "1"
+    );
+    assert_eq!(
+        get(edge.addr, "hello.localhost", "/counter").await.body,
+        "Hello from edge!\n"
+    );
 }
 
 #[tokio::test]
@@ -61,7 +67,10 @@ async fn invalid_app_files_are_reported_and_skipped() {
         .write("core.wasm", b"\0asm\x01\0\0\0")
         // A valid component that exports nothing, so no HTTP handler.
         .write("empty.wasm", b"\0asm\x0d\0\x01\0")
-        .write("Bad_Name.wasm", &std::fs::read(crate::support::guest("hello")).unwrap())
+        .write(
+            "Bad_Name.wasm",
+            &std::fs::read(crate::support::guest("hello")).unwrap(),
+        )
         .add("counter")
         .manifest("counter", "timeout = \"soon\"\n");
     let edge = Edge::start(apps.path(), &[]);
@@ -88,15 +97,27 @@ async fn invalid_app_files_are_reported_and_skipped() {
 #[tokio::test]
 async fn oversized_body_gets_413_before_the_guest_runs() {
     let apps = Apps::new();
-    apps.add("hello").add("counter").manifest("counter", "max_body_size = \"1KiB\"\n");
+    apps.add("hello")
+        .add("counter")
+        .manifest("counter", "max_body_size = \"1KiB\"\n");
     let edge = Edge::start(apps.path(), &["--max-body-size", "4KiB"]);
     let big = vec![b'x'; 2048];
-    let resp = send(edge.addr, "POST", "counter.localhost", "/", big.clone()).await.unwrap();
+    let resp = send(edge.addr, "POST", "counter.localhost", "/", big.clone())
+        .await
+        .unwrap();
     assert_eq!(resp.status, 413, "{resp:?}");
-    assert!(resp.body.contains("exceeds the limit of 1024 bytes"), "{}", resp.body);
-    let resp = send(edge.addr, "POST", "hello.localhost", "/", big).await.unwrap();
+    assert!(
+        resp.body.contains("exceeds the limit of 1024 bytes"),
+        "{}",
+        resp.body
+    );
+    let resp = send(edge.addr, "POST", "hello.localhost", "/", big)
+        .await
+        .unwrap();
     assert_eq!(resp.status, 200);
-    let resp = send(edge.addr, "POST", "hello.localhost", "/", vec![0; 8192]).await.unwrap();
+    let resp = send(edge.addr, "POST", "hello.localhost", "/", vec![0; 8192])
+        .await
+        .unwrap();
     assert_eq!(resp.status, 413);
 }
 

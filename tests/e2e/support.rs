@@ -101,7 +101,10 @@ impl Edge {
     pub fn start(dir: &Path, args: &[&str]) -> Edge {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
         cmd.arg("serve").arg(dir).args(["--listen", "127.0.0.1:0"]);
-        if !args.iter().any(|a| *a == "--cache-dir" || *a == "--no-cache") {
+        if !args
+            .iter()
+            .any(|a| *a == "--cache-dir" || *a == "--no-cache")
+        {
             cmd.arg("--cache-dir").arg(shared_cache());
         }
         cmd.args(args);
@@ -144,7 +147,10 @@ impl Edge {
             }
             if let Some(status) = child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
-                panic!("edge exited with {status} before listening:\n{}", log.lock().unwrap());
+                panic!(
+                    "edge exited with {status} before listening:\n{}",
+                    log.lock().unwrap()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -194,7 +200,11 @@ impl Edge {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "edge did not exit:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "edge did not exit:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -163,7 +163,11 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         defaults: config.limits.clone(),
     };
     tracing::info!(
-        allocator = if engine.pooling { "pooling" } else { "on-demand" },
+        allocator = if engine.pooling {
+            "pooling"
+        } else {
+            "on-demand"
+        },
         "loading apps from `{}`",
         config.dir.display()
     );
@@ -207,7 +211,10 @@ async fn load_all(loader: &Loader, config: &ServeConfig) -> Result<Vec<Arc<App>>
         }
     }
     if apps.is_empty() {
-        tracing::warn!("no app loaded from `{}`: every request will get 404", config.dir.display());
+        tracing::warn!(
+            "no app loaded from `{}`: every request will get 404",
+            config.dir.display()
+        );
     }
     Ok(apps)
 }

@@ -7,7 +7,10 @@ use wstd::http::{Body, Error, Request, Response};
 async fn main(_request: Request<Body>) -> Result<Response<Body>, Error> {
     let mut out = String::new();
     let passwd = std::fs::read_to_string("/etc/passwd");
-    out.push_str(&format!("read /etc/passwd: {}\n", describe(&passwd.map(|s| s.len()))));
+    out.push_str(&format!(
+        "read /etc/passwd: {}\n",
+        describe(&passwd.map(|s| s.len()))
+    ));
     let root = std::fs::read_dir("/").map(|d| d.count());
     out.push_str(&format!("list /: {}\n", describe(&root)));
     let cwd = std::fs::read_dir(".").map(|d| d.count());
