@@ -158,7 +158,7 @@ impl OutboundPolicy {
     pub fn parse(entries: &[String]) -> Result<OutboundPolicy> {
         let rules = entries
             .iter()
-            .map(|e| HostRule::parse(e).with_context(|| format!("in `allowed_outbound_hosts`")))
+            .map(|e| HostRule::parse(e).context("in `allowed_outbound_hosts`"))
             .collect::<Result<_>>()?;
         Ok(OutboundPolicy { rules })
     }

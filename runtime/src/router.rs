@@ -66,7 +66,9 @@ impl<A: Routable> Router<A> {
             }
             router.by_name.insert(app.name().to_string(), app);
         }
-        router.by_prefix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        router
+            .by_prefix
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         router
     }
 

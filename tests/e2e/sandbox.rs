@@ -1,5 +1,4 @@
 use crate::support::{Apps, Edge, get};
-use std::time::Duration;
 
 #[tokio::test]
 async fn guests_see_no_host_files_or_environment() {
