@@ -9,7 +9,7 @@
 //! request ─route→ App ─handle (fresh Store + instance, limits)→ response
 //! ```
 //!
-//! [`app::load`] runs the load pipeline top to bottom; [`handle::handle`] is the request
+//! [`app::Loader::load`] runs the load pipeline top to bottom; [`handle::handle`] is the request
 //! path; [`server`] is the hyper front end.
 
 pub mod app;
