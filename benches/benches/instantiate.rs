@@ -61,7 +61,12 @@ fn bench_request(c: &mut Criterion) {
                 Validated::read(&wasm).unwrap(),
             ))
             .unwrap();
-        let server = Server::new(engine.engine.clone(), 64, Router::new([app.into()]));
+        let server = Server::new(
+            engine.engine.clone(),
+            64,
+            Default::default(),
+            Router::new([app.into()]),
+        );
         group.bench_function(label, |b| {
             b.to_async(&rt).iter(|| async {
                 let req = hyper::Request::builder()

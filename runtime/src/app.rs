@@ -44,6 +44,10 @@ pub struct App {
     pub digest: String,
     /// How loading went.
     pub report: LoadReport,
+    /// The stored version this is, when it was deployed (not placed by hand).
+    pub version: Option<crate::storage::VersionMeta>,
+    /// The manifest text it was loaded with, to notice changes.
+    pub manifest_text: Option<String>,
 }
 
 /// How long each stage of loading took.
@@ -55,6 +59,8 @@ pub struct LoadReport {
     pub preinit: Option<Duration>,
     /// Time spent in Cranelift, on a miss.
     pub compile: Option<Duration>,
+    /// Time spent linking against the host and checking the exports.
+    pub link: Duration,
     /// Wall time of the whole pipeline.
     pub total: Duration,
 }
@@ -82,11 +88,29 @@ impl Loader {
             .to_string();
         check_name(&name)?;
         let manifest_path = wasm.with_extension("toml");
-        let config = Manifest::read(&manifest_path)?
-            .resolve(&self.defaults)
+        let manifest_text = match std::fs::read_to_string(&manifest_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read `{}`", manifest_path.display()));
+            }
+        };
+        let config = self
+            .resolve_manifest(manifest_text.as_deref())
             .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
         let validated = Validated::read(wasm)?;
-        self.load(name, config, validated).await
+        let mut app = self.load(name, config, validated).await?;
+        app.manifest_text = manifest_text;
+        Ok(app)
+    }
+
+    /// Parses and validates manifest text (`None`: no manifest) against the defaults.
+    pub fn resolve_manifest(&self, text: Option<&str>) -> Result<AppConfig> {
+        let manifest = match text {
+            Some(text) => Manifest::parse(text)?,
+            None => Manifest::default(),
+        };
+        manifest.resolve(&self.defaults)
     }
 
     /// The load pipeline, top to bottom: compile (through the cache, pre-initializing on a
@@ -123,13 +147,16 @@ impl Loader {
             },
         )
         .await?;
+        let link_start = Instant::now();
         let prepared = prepare::prepare(&self.linker, &compiled.component)?;
+        let link = link_start.elapsed();
         let permits = (config.limits.max_concurrency < self.defaults.max_concurrency)
             .then(|| Arc::new(Semaphore::new(config.limits.max_concurrency)));
         let report = LoadReport {
             cache_hit: compiled.compile_time.is_none(),
             preinit: preinit_time,
             compile: compiled.compile_time,
+            link,
             total: start.elapsed(),
         };
         Ok(App {
@@ -140,6 +167,8 @@ impl Loader {
             permits,
             digest: app.digest,
             report,
+            version: None,
+            manifest_text: None,
         })
     }
 }

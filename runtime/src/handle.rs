@@ -3,6 +3,7 @@
 
 use crate::app::App;
 use crate::host::Host;
+use crate::metrics::{Kill, Metrics};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
@@ -76,6 +77,16 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// Which kind of guest kill this is, if it is one.
+    pub fn kill(&self) -> Option<Kill> {
+        match self {
+            RequestError::Trap { .. } => Some(Kill::Trap),
+            RequestError::MemoryLimit { .. } => Some(Kill::MemoryLimit),
+            RequestError::Timeout { .. } => Some(Kill::Timeout),
+            _ => None,
+        }
+    }
+
     /// The HTTP status for this outcome.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -139,6 +150,7 @@ pub fn text_response(status: StatusCode, body: String) -> Response<HyperOutgoing
 pub async fn handle<B>(
     engine: &Engine,
     server_permits: &Arc<Semaphore>,
+    metrics: &Metrics,
     app: &Arc<App>,
     req: Request<B>,
 ) -> Result<Response<HyperOutgoingBody>, RequestError>
@@ -183,6 +195,7 @@ where
         Err(_) => return Err(timeout(app)),
     };
     let instantiated = started.elapsed();
+    metrics.instantiated(&app.name, instantiated);
 
     // The guest runs in its own task: after it sets the response head it goes on writing
     // the body, which hyper streams to the client meanwhile.

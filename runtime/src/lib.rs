@@ -12,16 +12,20 @@
 //! [`app::Loader::load`] runs the load pipeline top to bottom; [`handle::handle`] is the request
 //! path; [`server`] is the hyper front end.
 
+pub mod admin;
 pub mod app;
 pub mod commands;
 pub mod compile;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod handle;
 pub mod host;
 pub mod load;
 pub mod manifest;
+pub mod metrics;
 pub mod preinit;
 pub mod prepare;
 pub mod router;
 pub mod server;
+pub mod storage;

@@ -19,7 +19,6 @@ use crate::config::{self, Limits};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// The manifest as written, before validation.
 #[derive(Debug, Default, Deserialize)]
@@ -64,16 +63,6 @@ pub struct AppConfig {
 }
 
 impl Manifest {
-    /// Reads `path`; a missing file is an empty manifest.
-    pub fn read(path: &Path) -> Result<Manifest> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
-            Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
-        };
-        Manifest::parse(&text).with_context(|| format!("invalid manifest `{}`", path.display()))
-    }
-
     /// Parses manifest text.
     pub fn parse(text: &str) -> Result<Manifest> {
         Ok(toml::from_str(text)?)

@@ -3,6 +3,7 @@
 
 use crate::app::App;
 use crate::handle::{self, RequestError};
+use crate::metrics::Metrics;
 use crate::router::{Routable, Router};
 use anyhow::Result;
 use arc_swap::ArcSwap;
@@ -14,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
@@ -35,6 +36,7 @@ impl Routable for App {
 /// The state every connection shares.
 pub struct Server {
     engine: Engine,
+    metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
     apps: ArcSwap<Router<App>>,
 }
@@ -42,9 +44,15 @@ pub struct Server {
 impl Server {
     /// A server running `apps` on `engine`, with at most `max_concurrency` requests in
     /// flight.
-    pub fn new(engine: Engine, max_concurrency: usize, apps: Router<App>) -> Arc<Server> {
+    pub fn new(
+        engine: Engine,
+        max_concurrency: usize,
+        metrics: Arc<Metrics>,
+        apps: Router<App>,
+    ) -> Arc<Server> {
         Arc::new(Server {
             engine,
+            metrics,
             permits: Arc::new(Semaphore::new(max_concurrency)),
             apps: ArcSwap::from_pointee(apps),
         })
@@ -67,11 +75,21 @@ impl Server {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let result = match self.route(&req) {
-            Ok(app) => handle::handle(&self.engine, &self.permits, &app, req).await,
-            Err(e) => Err(e),
+        let app = match self.route(&req) {
+            Ok(app) => app,
+            Err(e) => return e.into_response(),
         };
-        result.unwrap_or_else(RequestError::into_response)
+        let start = Instant::now();
+        let result = handle::handle(&self.engine, &self.permits, &self.metrics, &app, req).await;
+        let resp = result.unwrap_or_else(|e| {
+            if let Some(kill) = e.kill() {
+                self.metrics.kill(&app.name, kill);
+            }
+            e.into_response()
+        });
+        self.metrics
+            .request(&app.name, resp.status().as_u16(), start.elapsed());
+        resp
     }
 
     fn route<B>(&self, req: &Request<B>) -> Result<Arc<App>, RequestError> {

@@ -89,7 +89,7 @@ async fn without_address_space_for_the_pool_it_falls_back_to_on_demand() {
     // 16 GiB of virtual memory cannot hold a pool of 4 GiB memory slots.
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg("ulimit -v 16777216 && exec \"$0\" serve \"$1\" --listen 127.0.0.1:0 --no-cache")
+        .arg("ulimit -v 16777216 && exec \"$0\" serve \"$1\" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --no-cache")
         .arg(env!("CARGO_BIN_EXE_edge"))
         .arg(apps.path());
     let edge = Edge::spawn(cmd);

@@ -147,3 +147,25 @@ async fn beyond_max_concurrency_requests_get_503_at_once() {
     // Slots are given back.
     assert_eq!(get(addr, "hello.localhost", "/").await.status, 200);
 }
+
+#[tokio::test]
+async fn an_app_at_its_own_concurrency_cap_does_not_block_others() {
+    let apps = Apps::new();
+    apps.add("slow")
+        .add("hello")
+        .manifest("slow", "max_concurrency = 1\n");
+    let edge = Edge::start(apps.path(), &[]);
+    let addr = edge.addr;
+    let first = tokio::spawn(async move { get(addr, "slow.localhost", "/?ms=1500").await });
+    let mut rejected = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if get(addr, "slow.localhost", "/?ms=1").await.status == 503 {
+            rejected = true;
+            break;
+        }
+    }
+    assert!(rejected, "a second request to `slow` was never rejected");
+    assert_eq!(get(addr, "hello.localhost", "/").await.status, 200);
+    assert_eq!(first.await.unwrap().body, "slept 1500");
+}

@@ -92,6 +92,8 @@ pub fn shared_cache() -> PathBuf {
 pub struct Edge {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin API's address.
+    pub admin: SocketAddr,
     log: Arc<Mutex<String>>,
 }
 
@@ -100,7 +102,9 @@ impl Edge {
     /// unless `args` choose a cache, and waits for the startup line.
     pub fn start(dir: &Path, args: &[&str]) -> Edge {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
-        cmd.arg("serve").arg(dir).args(["--listen", "127.0.0.1:0"]);
+        cmd.arg("serve")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
         if !args
             .iter()
             .any(|a| *a == "--cache-dir" || *a == "--no-cache")
@@ -124,10 +128,17 @@ impl Edge {
         let stdout = child.stdout.take().unwrap();
         let out_log = log.clone();
         std::thread::spawn(move || {
+            let mut admin = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("http://").nth(1) {
-                    let addr = rest.trim_end_matches('/').to_string();
-                    let _ = tx.send(addr);
+                let addr = line
+                    .split("http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .map(String::from);
+                if line.contains("admin") {
+                    admin = addr;
+                } else if line.starts_with("Serving HTTP on") {
+                    let _ = tx.send((addr.expect("address"), admin.take().expect("admin line first")));
                 }
                 out_log.lock().unwrap().push_str(&format!("{line}\n"));
             }
@@ -141,9 +152,15 @@ impl Edge {
         });
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(100)) {
+            if let Ok((addr, admin)) = rx.recv_timeout(Duration::from_millis(100)) {
                 let addr = addr.parse().expect("startup line has IP:PORT");
-                return Edge { child, addr, log };
+                let admin = admin.parse().expect("admin line has IP:PORT");
+                return Edge {
+                    child,
+                    addr,
+                    admin,
+                    log,
+                };
             }
             if let Some(status) = child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));

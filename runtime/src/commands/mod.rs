@@ -1,5 +1,8 @@
 //! Subcommands of the `edge` binary, one file each.
 
+pub mod apps;
+pub mod client;
+pub mod deploy;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +21,14 @@ pub struct Cli {
 pub enum Command {
     /// Serve every app in a directory over HTTP.
     Serve(serve::ServeArgs),
+    /// Deploy a component to a running server.
+    Deploy(deploy::DeployArgs),
+    /// List the apps of a running server.
+    Apps(apps::AppsArgs),
+    /// Switch an app back to an older version.
+    Rollback(apps::RollbackArgs),
+    /// Remove an app from a running server.
+    Delete(apps::DeleteArgs),
 }
 
 impl Command {
@@ -25,6 +36,10 @@ impl Command {
     pub fn execute(self) -> anyhow::Result<()> {
         match self {
             Command::Serve(args) => args.execute(),
+            Command::Deploy(args) => args.execute(),
+            Command::Apps(args) => args.execute(),
+            Command::Rollback(args) => args.execute(),
+            Command::Delete(args) => args.execute(),
         }
     }
 }

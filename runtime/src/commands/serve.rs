@@ -1,6 +1,10 @@
 //! `edge serve [DIR]`: serve every app in a directory.
 
-use crate::app::{App, Loader, app_files};
+use crate::admin;
+use crate::app::Loader;
+use crate::control::Control;
+use crate::metrics::Metrics;
+use crate::storage::Storage;
 use crate::compile::Cache;
 use crate::config::{self, Limits};
 use crate::engine::{Allocator, EdgeEngine};
@@ -21,6 +25,15 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: &str = "10s";
 /// Instance slots kept beyond `--max-concurrency` for loading work (Wizer runs an
 /// instance), so loading never competes with requests for the pool.
 const LOADING_SLOTS: u32 = 4;
+/// Default address of the admin API: loopback only.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:8081";
+/// Default number of versions kept per app.
+pub const DEFAULT_KEEP_VERSIONS: usize = 5;
+/// Default cap on an uploaded component: JS engines with a snapshot are a few MB, so this
+/// leaves ample room while bounding what a deploy can make the server buffer.
+pub const DEFAULT_MAX_UPLOAD: &str = "64MiB";
+/// Default rescan period of `--watch`.
+pub const DEFAULT_WATCH_INTERVAL: &str = "1s";
 
 /// Serve every app in DIR over HTTP, each request in a fresh WebAssembly instance.
 ///
@@ -72,6 +85,33 @@ pub struct ServeArgs {
     /// How long in-flight requests may run after SIGINT/SIGTERM before the server exits.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_SHUTDOWN_TIMEOUT)]
     pub shutdown_timeout: String,
+
+    /// Address of the admin API (deploy, rollback, delete, metrics). Port 0 picks a free
+    /// port (see the `admin` startup line).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
+    pub admin: String,
+
+    /// File holding the admin bearer token. Without it and without `EDGE_ADMIN_TOKEN`,
+    /// a token is generated into DIR/.edge/admin-token (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Deployed versions kept per app for rollback, the current one included.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_KEEP_VERSIONS)]
+    pub keep_versions: usize,
+
+    /// Largest component accepted by a deploy; larger uploads get 413.
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_UPLOAD)]
+    pub max_upload_size: String,
+
+    /// Watch DIR and pick up apps added, changed or removed by other means (another
+    /// server's deploys, a copy, a sync), with the same validation and atomic swap.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// How often `--watch` rescans DIR.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_WATCH_INTERVAL)]
+    pub watch_interval: String,
 }
 
 /// `serve`'s validated configuration: every error is found before anything is bound.
@@ -89,6 +129,16 @@ pub struct ServeConfig {
     pub allocator: Allocator,
     /// Grace period on shutdown.
     pub shutdown_timeout: Duration,
+    /// The admin listen address.
+    pub admin: SocketAddr,
+    /// The admin token file, if given.
+    pub admin_token_file: Option<PathBuf>,
+    /// Versions kept per app.
+    pub keep_versions: usize,
+    /// Upload cap in bytes.
+    pub max_upload: u64,
+    /// Rescan period, when watching.
+    pub watch: Option<Duration>,
 }
 
 impl ServeArgs {
@@ -126,6 +176,22 @@ impl ServeArgs {
             allocator: self.allocator,
             shutdown_timeout: config::parse_duration(&self.shutdown_timeout)
                 .context("in --shutdown-timeout")?,
+            admin: self.admin.parse().with_context(|| {
+                format!(
+                    "invalid admin address `{}` (expected IP:PORT, e.g. `127.0.0.1:8081`)",
+                    self.admin
+                )
+            })?,
+            admin_token_file: self.admin_token_file.clone(),
+            keep_versions: self.keep_versions.max(1),
+            max_upload: config::parse_size(&self.max_upload_size)
+                .context("in --max-upload-size")?,
+            watch: match self.watch {
+                true => Some(
+                    config::parse_duration(&self.watch_interval).context("in --watch-interval")?,
+                ),
+                false => None,
+            },
         })
     }
 
@@ -141,7 +207,7 @@ impl ServeArgs {
     }
 }
 
-/// Loads every app, binds, prints the startup line and serves until a signal.
+/// Loads every app, binds, prints the startup lines and serves until a signal.
 pub async fn run(config: ServeConfig) -> Result<()> {
     let slots = u32::try_from(config.limits.max_concurrency)
         .unwrap_or(u32::MAX)
@@ -152,6 +218,15 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on `{}`", config.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .with_context(|| format!("cannot listen on admin address `{}`", config.admin))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let (token, token_source) = admin::server_token(
+        std::env::var("EDGE_ADMIN_TOKEN").ok(),
+        config.admin_token_file.as_deref(),
+        &config.dir,
+    )?;
     let cache = match &config.cache_dir {
         Some(dir) => Some(Cache::open(dir, &engine.engine)?),
         None => None,
@@ -162,61 +237,48 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         cache,
         defaults: config.limits.clone(),
     };
-    tracing::info!(
-        allocator = if engine.pooling {
-            "pooling"
-        } else {
-            "on-demand"
-        },
-        "loading apps from `{}`",
-        config.dir.display()
-    );
-    let apps = load_all(&loader, &config).await?;
-    for app in &apps {
-        tracing::info!(app = %app.name, "serving at http://{}.localhost:{}/", app.name, addr.port());
-    }
+    let metrics = Arc::new(Metrics::default());
     let server = Server::new(
         engine.engine.clone(),
         config.limits.max_concurrency,
-        Router::new(apps),
+        metrics.clone(),
+        Router::default(),
     );
+    let control = Arc::new(Control::new(
+        Storage::new(&config.dir),
+        loader,
+        server.clone(),
+        metrics,
+        config.keep_versions,
+        config.max_upload,
+    ));
+    tracing::info!(
+        allocator = if engine.pooling { "pooling" } else { "on-demand" },
+        "loading apps from `{}`",
+        config.dir.display()
+    );
+    control.load_all().await?;
+    for app in server.apps().apps() {
+        tracing::info!(app = %app.name, "serving at http://{}.localhost:{}/", app.name, addr.port());
+    }
+    tokio::spawn(admin::serve(admin_listener, control.clone(), token));
+    if let Some(every) = config.watch {
+        let control = control.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                control.rescan().await;
+            }
+        });
+    }
+    println!("Admin API (admin) on http://{admin_addr}/ (token {token_source})");
     println!("Serving HTTP on http://{addr}/");
     std::io::stdout().flush()?;
     server::serve(server, listener, shutdown_signal(), config.shutdown_timeout).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Loads each `NAME.wasm` in the directory. One bad app is reported and skipped; the
-/// others still serve.
-async fn load_all(loader: &Loader, config: &ServeConfig) -> Result<Vec<Arc<App>>> {
-    let mut apps = Vec::new();
-    for path in app_files(&config.dir)? {
-        match loader.load_file(&path).await {
-            Ok(app) => {
-                let r = &app.report;
-                tracing::info!(
-                    app = %app.name,
-                    cache = if r.cache_hit { "hit" } else { "miss" },
-                    preinit_ms = r.preinit.map(|d| d.as_secs_f64() * 1e3),
-                    compile_ms = r.compile.map(|d| d.as_secs_f64() * 1e3),
-                    total_ms = r.total.as_secs_f64() * 1e3,
-                    "loaded app `{}` ({})",
-                    app.name,
-                    if r.cache_hit { "cache hit, not recompiled" } else { "compiled" },
-                );
-                apps.push(Arc::new(app));
-            }
-            Err(e) => tracing::error!("skipping app `{}`: {e:#}", path.display()),
-        }
-    }
-    if apps.is_empty() {
-        tracing::warn!(
-            "no app loaded from `{}`: every request will get 404",
-            config.dir.display()
-        );
-    }
-    Ok(apps)
 }
 
 async fn shutdown_signal() {

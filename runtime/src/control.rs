@@ -1,0 +1,468 @@
+//! The control plane: which app versions are live, and every change to that — start-up
+//! load, deploy, rollback, delete, and rescans of the apps directory (`--watch`).
+//!
+//! Every change builds the new app completely (validate, pre-initialize, compile, link),
+//! stores it durably, and only then swaps a new routing table in. Requests already running
+//! keep the version they started on; a failed change leaves everything as it was.
+
+use crate::app::{App, Loader, app_files, check_name};
+use crate::load::Validated;
+use crate::metrics::Metrics;
+use crate::router::Router;
+use crate::server::Server;
+use crate::storage::{Storage, VersionMeta};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why a change was refused. The admin API maps each to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The app name is not `[a-z0-9-]{1,63}`.
+    #[error("{0}")]
+    BadName(String),
+    /// The upload is larger than allowed.
+    #[error("upload of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Bytes received.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The component or manifest is not acceptable; nothing changed.
+    #[error("{0:#}")]
+    Invalid(anyhow::Error),
+    /// Another change to the same app is in progress.
+    #[error("a deploy, rollback or delete of `{0}` is already in progress; retry when it is done")]
+    Busy(String),
+    /// No such app or version.
+    #[error("{0}")]
+    NotFound(String),
+    /// Storage failed; the running version is unchanged.
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// What a deploy did and how long each stage took.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployReport {
+    /// The app.
+    pub name: String,
+    /// The new version id.
+    pub version: String,
+    /// SHA-256 of the uploaded component.
+    pub digest: String,
+    /// Checking the component and linking it against the host, in ms.
+    pub validate_ms: f64,
+    /// Running `wizer-initialize`, in ms, when the component exports it.
+    pub preinit_ms: Option<f64>,
+    /// Cranelift, in ms; `None` when the code came from the cache.
+    pub compile_ms: Option<f64>,
+    /// Storing the version durably, in ms.
+    pub store_ms: f64,
+    /// From upload received to serving, in ms.
+    pub total_ms: f64,
+}
+
+/// One app as `GET /apps` and `edge apps` show it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct AppInfo {
+    /// The app.
+    pub name: String,
+    /// Current version id, or `null` for an app placed in the directory by hand.
+    pub version: Option<String>,
+    /// SHA-256 of the current component.
+    pub digest: String,
+    /// Exact hosts routed to it (besides `NAME.*`).
+    pub hosts: Vec<String>,
+    /// Path prefixes routed to it.
+    pub paths: Vec<String>,
+    /// When the current version was deployed (Unix seconds), if it was.
+    pub deployed_at: Option<u64>,
+    /// Every stored version id, oldest first.
+    pub versions: Vec<String>,
+}
+
+/// The live apps and the operations that change them.
+pub struct Control {
+    storage: Storage,
+    loader: Loader,
+    server: Arc<Server>,
+    metrics: Arc<Metrics>,
+    keep_versions: usize,
+    max_upload: u64,
+    apps: Mutex<BTreeMap<String, Arc<App>>>,
+    busy: Mutex<HashSet<String>>,
+}
+
+/// Marks an app busy for the duration of one change.
+struct BusyGuard<'a> {
+    control: &'a Control,
+    name: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.control.busy.lock().unwrap().remove(&self.name);
+    }
+}
+
+impl Control {
+    /// A control plane over `storage`, publishing to `server`.
+    pub fn new(
+        storage: Storage,
+        loader: Loader,
+        server: Arc<Server>,
+        metrics: Arc<Metrics>,
+        keep_versions: usize,
+        max_upload: u64,
+    ) -> Control {
+        Control {
+            storage,
+            loader,
+            server,
+            metrics,
+            keep_versions: keep_versions.max(1),
+            max_upload,
+            apps: Mutex::new(BTreeMap::new()),
+            busy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The largest upload accepted, in bytes.
+    pub fn max_upload(&self) -> u64 {
+        self.max_upload
+    }
+
+    /// The metrics this control plane and its server record.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn lock(&self, name: &str) -> Result<BusyGuard<'_>, ControlError> {
+        if !self.busy.lock().unwrap().insert(name.to_string()) {
+            return Err(ControlError::Busy(name.to_string()));
+        }
+        Ok(BusyGuard {
+            control: self,
+            name: name.to_string(),
+        })
+    }
+
+    /// Publishes the live set as a new routing table. Called with the map locked, so the
+    /// last change always wins.
+    fn publish(&self, apps: &BTreeMap<String, Arc<App>>) {
+        self.server
+            .replace_apps(Router::new(apps.values().cloned()));
+    }
+
+    fn install(&self, app: App) {
+        let mut apps = self.apps.lock().unwrap();
+        apps.insert(app.name.clone(), Arc::new(app));
+        self.publish(&apps);
+    }
+
+    /// Recovers from any interrupted write, then loads every app in the directory. One bad
+    /// app is reported and skipped; the others still serve.
+    pub async fn load_all(&self) -> anyhow::Result<()> {
+        self.storage.recover()?;
+        let dir = self.storage.wasm_path("x");
+        let dir = dir.parent().expect("apps directory");
+        for path in app_files(dir)? {
+            match self.loader.load_file(&path).await {
+                Ok(mut app) => {
+                    app.version = self.storage.current_version(&app.name).unwrap_or(None);
+                    log_loaded(&app);
+                    self.install(app);
+                }
+                Err(e) => tracing::error!("skipping app `{}`: {e:#}", path.display()),
+            }
+        }
+        if self.apps.lock().unwrap().is_empty() {
+            tracing::warn!(
+                "no app loaded from `{}`: every request will get 404",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Deploys `wasm` (and `manifest`) as a new version of `name`.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        manifest: Option<String>,
+    ) -> Result<DeployReport, ControlError> {
+        let result = self.try_deploy(name, wasm, manifest).await;
+        self.metrics.deploy(name, result.is_ok());
+        match &result {
+            Ok(r) => tracing::info!(
+                app = %name, version = %r.version, total_ms = r.total_ms,
+                "deployed `{name}` {}", r.version
+            ),
+            Err(e) => tracing::warn!(app = %name, "deploy of `{name}` rejected: {e}"),
+        }
+        result
+    }
+
+    async fn try_deploy(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        manifest: Option<String>,
+    ) -> Result<DeployReport, ControlError> {
+        let start = Instant::now();
+        check_name(name).map_err(|e| ControlError::BadName(e.to_string()))?;
+        if wasm.len() as u64 > self.max_upload {
+            return Err(ControlError::TooLarge {
+                size: wasm.len() as u64,
+                limit: self.max_upload,
+            });
+        }
+        let _busy = self.lock(name)?;
+        let config = self
+            .loader
+            .resolve_manifest(manifest.as_deref())
+            .map_err(|e| ControlError::Invalid(e.context("invalid manifest")))?;
+        let validated =
+            Validated::from_bytes(wasm.clone()).map_err(ControlError::Invalid)?;
+        let header_check = start.elapsed();
+        let mut app = self
+            .loader
+            .load(name.to_string(), config, validated)
+            .await
+            .map_err(ControlError::Invalid)?;
+        let store_start = Instant::now();
+        let meta = self
+            .storage
+            .save_version(name, &wasm, manifest.as_deref(), &app.digest)
+            .and_then(|meta| {
+                self.storage.make_current(name, &meta.version)?;
+                Ok(meta)
+            })
+            .map_err(ControlError::Internal)?;
+        if let Err(e) = self.storage.prune(name, self.keep_versions, &meta.version) {
+            tracing::warn!("cannot prune old versions of `{name}`: {e:#}");
+        }
+        let store_ms = ms(store_start.elapsed());
+        app.version = Some(meta.clone());
+        app.manifest_text = manifest;
+        let report = DeployReport {
+            name: name.to_string(),
+            version: meta.version,
+            digest: app.digest.clone(),
+            validate_ms: ms(header_check + app.report.link),
+            preinit_ms: app.report.preinit.map(ms),
+            compile_ms: app.report.compile.map(ms),
+            store_ms,
+            total_ms: 0.0,
+        };
+        self.install(app);
+        Ok(DeployReport {
+            total_ms: ms(start.elapsed()),
+            ..report
+        })
+    }
+
+    /// Makes a stored version current again: `to`, or the one before the current one.
+    /// Its code comes from the cache, so nothing is recompiled.
+    pub async fn rollback(&self, name: &str, to: Option<&str>) -> Result<VersionMeta, ControlError> {
+        let _busy = self.lock(name)?;
+        let versions = self.storage.versions(name).map_err(ControlError::Internal)?;
+        if versions.is_empty() {
+            return Err(ControlError::NotFound(format!(
+                "app `{name}` has no deployed versions to roll back to"
+            )));
+        }
+        let current = self
+            .apps
+            .lock()
+            .unwrap()
+            .get(name)
+            .and_then(|a| a.version.as_ref().map(|v| v.version.clone()));
+        let target = match to {
+            Some(to) => versions.iter().find(|v| v.version == to).ok_or_else(|| {
+                let known: Vec<_> = versions.iter().map(|v| v.version.as_str()).collect();
+                ControlError::NotFound(format!(
+                    "app `{name}` has no version `{to}` (it has {})",
+                    known.join(", ")
+                ))
+            })?,
+            None => {
+                let pos = current
+                    .as_ref()
+                    .and_then(|c| versions.iter().position(|v| &v.version == c))
+                    .unwrap_or(versions.len());
+                if pos == 0 {
+                    return Err(ControlError::NotFound(format!(
+                        "app `{name}` is at its oldest kept version; nothing to roll back to"
+                    )));
+                }
+                &versions[pos - 1]
+            }
+        };
+        let (wasm, manifest) = self
+            .storage
+            .read_version(name, &target.version)
+            .map_err(ControlError::Internal)?;
+        let config = self
+            .loader
+            .resolve_manifest(manifest.as_deref())
+            .map_err(ControlError::Invalid)?;
+        let validated = Validated::from_bytes(wasm).map_err(ControlError::Invalid)?;
+        let mut app = self
+            .loader
+            .load(name.to_string(), config, validated)
+            .await
+            .map_err(ControlError::Invalid)?;
+        self.storage
+            .make_current(name, &target.version)
+            .map_err(ControlError::Internal)?;
+        app.version = Some(target.clone());
+        app.manifest_text = manifest;
+        tracing::info!(
+            app = %name,
+            cache = if app.report.cache_hit { "hit" } else { "miss" },
+            "rolled `{name}` back to {}", target.version
+        );
+        self.install(app);
+        Ok(target.clone())
+    }
+
+    /// Removes an app: it stops serving at once and its files and versions are deleted.
+    pub fn delete(&self, name: &str) -> Result<(), ControlError> {
+        check_name(name).map_err(|e| ControlError::BadName(e.to_string()))?;
+        let _busy = self.lock(name)?;
+        if !self.apps.lock().unwrap().contains_key(name)
+            && !self.storage.wasm_path(name).exists()
+        {
+            return Err(ControlError::NotFound(format!("no app `{name}`")));
+        }
+        self.storage.delete(name).map_err(ControlError::Internal)?;
+        let mut apps = self.apps.lock().unwrap();
+        apps.remove(name);
+        self.publish(&apps);
+        tracing::info!(app = %name, "deleted `{name}`");
+        Ok(())
+    }
+
+    /// Every live app.
+    pub fn list(&self) -> Vec<AppInfo> {
+        let apps: Vec<Arc<App>> = self.apps.lock().unwrap().values().cloned().collect();
+        apps.iter()
+            .map(|app| AppInfo {
+                name: app.name.clone(),
+                version: app.version.as_ref().map(|v| v.version.clone()),
+                digest: app.digest.clone(),
+                hosts: app.config.hosts.clone(),
+                paths: app.config.paths.clone(),
+                deployed_at: app.version.as_ref().map(|v| v.deployed_at),
+                versions: self
+                    .storage
+                    .versions(&app.name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.version)
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Brings the live set in line with the directory: loads apps that appeared or whose
+    /// component or manifest changed, drops apps whose file is gone. Changes made through
+    /// this server are already live and are skipped; an app that fails to load keeps its
+    /// running version.
+    pub async fn rescan(&self) {
+        let dir = self.storage.wasm_path("x");
+        let dir = dir.parent().expect("apps directory").to_path_buf();
+        let files = match app_files(&dir) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("cannot rescan: {e:#}");
+                return;
+            }
+        };
+        let mut present = HashSet::new();
+        for path in files {
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(String::from) else {
+                continue;
+            };
+            if check_name(&name).is_err() {
+                continue;
+            }
+            present.insert(name.clone());
+            let Ok(_busy) = self.lock(&name) else {
+                continue;
+            };
+            let live = self.apps.lock().unwrap().get(&name).cloned();
+            if let Some(live) = &live
+                && !changed(live, &path)
+            {
+                continue;
+            }
+            match self.loader.load_file(&path).await {
+                Ok(mut app) => {
+                    app.version = self.storage.current_version(&name).unwrap_or(None);
+                    tracing::info!(app = %name, "picked up a change to `{}`", path.display());
+                    log_loaded(&app);
+                    self.install(app);
+                }
+                // A file caught mid-copy by a non-atomic writer also lands here; the next
+                // scan retries it.
+                Err(e) => tracing::warn!(
+                    "cannot load changed app `{}` (the running version, if any, stays): {e:#}",
+                    path.display()
+                ),
+            }
+        }
+        let mut apps = self.apps.lock().unwrap();
+        let gone: Vec<String> = apps
+            .keys()
+            .filter(|n| !present.contains(*n))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            for name in &gone {
+                tracing::info!(app = %name, "`{name}.wasm` is gone; no longer serving it");
+                apps.remove(name);
+            }
+            self.publish(&apps);
+        }
+    }
+}
+
+/// Whether the files behind `live` differ from what it was loaded from.
+fn changed(live: &App, wasm: &std::path::Path) -> bool {
+    let manifest = std::fs::read_to_string(wasm.with_extension("toml")).ok();
+    if manifest != live.manifest_text {
+        return true;
+    }
+    match std::fs::read(wasm) {
+        Ok(bytes) => {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes)) != live.digest
+        }
+        Err(_) => false,
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn log_loaded(app: &App) {
+    let r = &app.report;
+    tracing::info!(
+        app = %app.name,
+        version = app.version.as_ref().map(|v| v.version.as_str()).unwrap_or("-"),
+        cache = if r.cache_hit { "hit" } else { "miss" },
+        preinit_ms = r.preinit.map(ms),
+        compile_ms = r.compile.map(ms),
+        total_ms = ms(r.total),
+        "loaded app `{}` ({})",
+        app.name,
+        if r.cache_hit { "cache hit, not recompiled" } else { "compiled" },
+    );
+}
