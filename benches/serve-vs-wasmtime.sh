@@ -38,8 +38,8 @@ start() { # name, command...
   local name=$1; shift
   taskset -c 0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
   for _ in $(seq 1 600); do
-    if grep -qo 'http://[0-9.]*:[0-9]*' "$work/$name.out" "$work/$name.err" 2>/dev/null; then
-      grep -ho 'http://[0-9.]*:[0-9]*' "$work/$name.out" "$work/$name.err" | head -1 | sed 's/.*://'
+    if grep -qo 'Serving HTTP on http://[0-9.]*:[0-9]*' "$work/$name.out" "$work/$name.err" 2>/dev/null; then
+      grep -ho 'Serving HTTP on http://[0-9.]*:[0-9]*' "$work/$name.out" "$work/$name.err" | head -1 | sed 's/.*://'
       return
     fi
     sleep 0.1
@@ -47,7 +47,7 @@ start() { # name, command...
   echo "$name did not start:" >&2; cat "$work/$name.err" >&2; exit 1
 }
 
-edge_port=$(start edge target/release/edge serve "$work/apps" --listen 127.0.0.1:0 --cache-dir "$work/cache")
+edge_port=$(start edge target/release/edge serve "$work/apps" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --cache-dir "$work/cache")
 wt_port=$(start wasmtime wasmtime serve -Scli --addr 127.0.0.1:0 "$work/apps/hello.wasm")
 # wasmtime serve prints its address as 0.0.0.0 or 127.0.0.1 depending on version; both bind loopback here.
 

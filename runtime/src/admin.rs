@@ -59,7 +59,11 @@ impl Token {
 
 /// Where the server's token comes from, in order: `EDGE_ADMIN_TOKEN`, `--admin-token-file`,
 /// or a new random token written (mode 0600) to `DIR/.edge/admin-token`.
-pub fn server_token(env: Option<String>, file: Option<&Path>, apps_dir: &Path) -> Result<(Token, String)> {
+pub fn server_token(
+    env: Option<String>,
+    file: Option<&Path>,
+    apps_dir: &Path,
+) -> Result<(Token, String)> {
     if let Some(secret) = env.filter(|s| !s.trim().is_empty()) {
         return Ok((Token::new(&secret), "from EDGE_ADMIN_TOKEN".into()));
     }
@@ -170,10 +174,14 @@ async fn respond(control: &Control, token: &Token, req: Request<Incoming>) -> Ad
                 .delete(name)
                 .map(|()| serde_json::json!({ "deleted": name })),
         ),
-        (_, ["apps"] | ["metrics"] | ["apps", _] | ["apps", _, "rollback"]) => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
-        }
-        _ => error(StatusCode::NOT_FOUND, &format!("no admin endpoint `{path}`")),
+        (_, ["apps"] | ["metrics"] | ["apps", _] | ["apps", _, "rollback"]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this path",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("no admin endpoint `{path}`"),
+        ),
     }
 }
 
@@ -205,7 +213,10 @@ async fn read_upload(
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large(limit + 1, limit)
             } else {
-                error(StatusCode::BAD_REQUEST, &format!("cannot read the upload: {e}"))
+                error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the upload: {e}"),
+                )
             }
         })?
         .to_bytes();
@@ -215,7 +226,12 @@ async fn read_upload(
         }
         return Ok((body.to_vec(), None));
     }
-    let bad = |e: multer::Error| error(StatusCode::BAD_REQUEST, &format!("bad multipart upload: {e}"));
+    let bad = |e: multer::Error| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("bad multipart upload: {e}"),
+        )
+    };
     let boundary = multer::parse_boundary(&content_type).map_err(bad)?;
     let stream = futures::stream::once(async move { Ok::<_, Infallible>(body) });
     let mut multipart = multer::Multipart::new(stream, boundary);
@@ -238,7 +254,12 @@ async fn read_upload(
             }
         }
     }
-    let wasm = wasm.ok_or_else(|| error(StatusCode::BAD_REQUEST, "the upload has no `component` part"))?;
+    let wasm = wasm.ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "the upload has no `component` part",
+        )
+    })?;
     if wasm.len() as u64 > limit {
         return Err(too_large(wasm.len() as u64, limit));
     }

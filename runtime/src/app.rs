@@ -92,7 +92,8 @@ impl Loader {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot read `{}`", manifest_path.display()));
+                return Err(e)
+                    .with_context(|| format!("cannot read `{}`", manifest_path.display()));
             }
         };
         let config = self

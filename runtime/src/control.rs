@@ -226,8 +226,7 @@ impl Control {
             .loader
             .resolve_manifest(manifest.as_deref())
             .map_err(|e| ControlError::Invalid(e.context("invalid manifest")))?;
-        let validated =
-            Validated::from_bytes(wasm.clone()).map_err(ControlError::Invalid)?;
+        let validated = Validated::from_bytes(wasm.clone()).map_err(ControlError::Invalid)?;
         let header_check = start.elapsed();
         let mut app = self
             .loader
@@ -268,9 +267,16 @@ impl Control {
 
     /// Makes a stored version current again: `to`, or the one before the current one.
     /// Its code comes from the cache, so nothing is recompiled.
-    pub async fn rollback(&self, name: &str, to: Option<&str>) -> Result<VersionMeta, ControlError> {
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<VersionMeta, ControlError> {
         let _busy = self.lock(name)?;
-        let versions = self.storage.versions(name).map_err(ControlError::Internal)?;
+        let versions = self
+            .storage
+            .versions(name)
+            .map_err(ControlError::Internal)?;
         if versions.is_empty() {
             return Err(ControlError::NotFound(format!(
                 "app `{name}` has no deployed versions to roll back to"
@@ -335,9 +341,7 @@ impl Control {
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
         check_name(name).map_err(|e| ControlError::BadName(e.to_string()))?;
         let _busy = self.lock(name)?;
-        if !self.apps.lock().unwrap().contains_key(name)
-            && !self.storage.wasm_path(name).exists()
-        {
+        if !self.apps.lock().unwrap().contains_key(name) && !self.storage.wasm_path(name).exists() {
             return Err(ControlError::NotFound(format!("no app `{name}`")));
         }
         self.storage.delete(name).map_err(ControlError::Internal)?;

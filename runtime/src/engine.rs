@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. A spinning guest yields to the executor at every tick,
 /// so this bounds how long one tenant can hold a worker thread, and it is the resolution
@@ -18,10 +18,16 @@ const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 /// Linear memories and tables per component instance.
 const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 const MAX_TABLES_PER_COMPONENT: u32 = 8;
-/// Bytes of each memory slot reset with `memset` rather than `madvise` when an instance
-/// is dropped: a small guest's whole heap stays resident and the kernel round trip is
-/// skipped. Measured with `benches/instantiate.rs`.
-const MEMORY_KEEP_RESIDENT: usize = 128 * 1024;
+/// Bytes of each memory slot kept resident between instances when the kernel can tell
+/// which pages an instance dirtied (`PAGEMAP_SCAN`, Linux ≥ 6.7): only those pages are
+/// copied back from the image, and the next instance finds them mapped instead of taking
+/// a page fault each. A Rust guest's stack sits below 1 MiB and its heap just above, so
+/// 8 MiB covers typical handlers; a guest that dirties more has the rest `madvise`d.
+/// Measured with `benches/instantiate.rs`: see the README.
+const MEMORY_KEEP_RESIDENT_SCANNED: usize = 8 << 20;
+/// Without `PAGEMAP_SCAN` keep-resident means `memset` of the whole prefix on every
+/// drop, so only a small prefix is worth it.
+const MEMORY_KEEP_RESIDENT_BLIND: usize = 64 * 1024;
 const TABLE_KEEP_RESIDENT: usize = 16 * 1024;
 
 /// Which instance allocator to use.
@@ -126,8 +132,13 @@ fn pooled(slots: u32) -> Result<Engine> {
         // Per-app memory limits are enforced by each store's limiter, so every slot can
         // hold the largest memory a wasm32 guest can address.
         .max_memory_size(crate::config::MAX_WASM32_MEMORY as usize)
-        .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT);
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT_SCANNED);
+    } else {
+        pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT_BLIND);
+    }
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)

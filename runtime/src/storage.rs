@@ -130,7 +130,11 @@ impl Storage {
                 .map_or(0, |d| d.as_secs()),
             has_manifest: manifest.is_some(),
         };
-        let tmp = parent.join(format!("{TMP_PREFIX}{}-{}", meta.version, std::process::id()));
+        let tmp = parent.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            meta.version,
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp)?;
         write_synced(&tmp.join("app.wasm"), wasm)?;
@@ -217,7 +221,10 @@ impl Storage {
                 let path = entry?.path();
                 let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if name.starts_with(TMP_PREFIX) {
-                    tracing::info!("removing `{}` left by an interrupted deploy", path.display());
+                    tracing::info!(
+                        "removing `{}` left by an interrupted deploy",
+                        path.display()
+                    );
                     fs::remove_dir_all(&path)?;
                 }
             }
@@ -294,7 +301,9 @@ mod tests {
         let v1 = s
             .save_version("app", b"one", Some("timeout = \"1s\"\n"), &digest(b"one"))
             .unwrap();
-        let v2 = s.save_version("app", b"two", None, &digest(b"two")).unwrap();
+        let v2 = s
+            .save_version("app", b"two", None, &digest(b"two"))
+            .unwrap();
         assert_eq!((v1.version.as_str(), v2.version.as_str()), ("v1", "v2"));
         s.make_current("app", "v1").unwrap();
         assert_eq!(fs::read(s.wasm_path("app")).unwrap(), b"one");
@@ -312,9 +321,15 @@ mod tests {
         assert!(!dir.path().join(".tmp-app.wasm-1").exists());
         assert_eq!(s.versions("app").unwrap().len(), 2);
 
-        s.save_version("app", b"three", None, &digest(b"three")).unwrap();
+        s.save_version("app", b"three", None, &digest(b"three"))
+            .unwrap();
         s.prune("app", 2, "v2").unwrap();
-        let left: Vec<_> = s.versions("app").unwrap().into_iter().map(|v| v.version).collect();
+        let left: Vec<_> = s
+            .versions("app")
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
         assert_eq!(left, ["v2", "v3"]);
         s.delete("app").unwrap();
         assert!(!s.wasm_path("app").exists());

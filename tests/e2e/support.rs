@@ -138,7 +138,10 @@ impl Edge {
                 if line.contains("admin") {
                     admin = addr;
                 } else if line.starts_with("Serving HTTP on") {
-                    let _ = tx.send((addr.expect("address"), admin.take().expect("admin line first")));
+                    let _ = tx.send((
+                        addr.expect("address"),
+                        admin.take().expect("admin line first"),
+                    ));
                 }
                 out_log.lock().unwrap().push_str(&format!("{line}\n"));
             }

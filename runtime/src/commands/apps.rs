@@ -24,11 +24,16 @@ impl AppsArgs {
             return Ok(());
         }
         let apps: Vec<crate::control::AppInfo> = serde_json::from_value(apps)?;
-        println!("{:<24} {:<8} {:<20} {:<12} ROUTES", "NAME", "VERSION", "DEPLOYED", "VERSIONS");
+        println!(
+            "{:<24} {:<8} {:<20} {:<12} ROUTES",
+            "NAME", "VERSION", "DEPLOYED", "VERSIONS"
+        );
         for app in apps {
             let deployed = app.deployed_at.map_or("-".to_string(), |t| {
-                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t))
-                    .to_string()
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                )
+                .to_string()
             });
             let mut routes = vec![format!("{}.*", app.name)];
             routes.extend(app.hosts.iter().cloned());
@@ -63,14 +68,21 @@ pub struct RollbackArgs {
 impl RollbackArgs {
     /// Rolls back and prints the version now current.
     pub fn execute(self) -> Result<()> {
-        let query = self.to.as_ref().map_or(String::new(), |v| format!("?to={v}"));
+        let query = self
+            .to
+            .as_ref()
+            .map_or(String::new(), |v| format!("?to={v}"));
         let r = self.admin.call(
             Method::POST,
             &format!("/apps/{}/rollback{query}", self.name),
             None,
             Vec::new(),
         )?;
-        println!("`{}` is now at {}", self.name, r["version"].as_str().unwrap_or("?"));
+        println!(
+            "`{}` is now at {}",
+            self.name,
+            r["version"].as_str().unwrap_or("?")
+        );
         Ok(())
     }
 }
@@ -88,8 +100,12 @@ pub struct DeleteArgs {
 impl DeleteArgs {
     /// Deletes and confirms.
     pub fn execute(self) -> Result<()> {
-        self.admin
-            .call(Method::DELETE, &format!("/apps/{}", self.name), None, Vec::new())?;
+        self.admin.call(
+            Method::DELETE,
+            &format!("/apps/{}", self.name),
+            None,
+            Vec::new(),
+        )?;
         println!("deleted `{}`", self.name);
         Ok(())
     }

@@ -12,7 +12,12 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
     /// The server's admin API.
-    #[arg(long, value_name = "URL", env = "EDGE_SERVER", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "EDGE_SERVER",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub server: String,
 
     /// File holding the admin token [default: `EDGE_ADMIN_TOKEN`, else
@@ -77,7 +82,9 @@ impl AdminArgs {
         runtime.block_on(async move {
             let stream = tokio::net::TcpStream::connect(&addr)
                 .await
-                .with_context(|| format!("cannot connect to the admin API at `{addr}`; is `edge serve` running?"))?;
+                .with_context(|| {
+                    format!("cannot connect to the admin API at `{addr}`; is `edge serve` running?")
+                })?;
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);
@@ -89,12 +96,14 @@ impl AdminArgs {
             if let Some(ct) = content_type {
                 req = req.header(CONTENT_TYPE, ct);
             }
-            let resp = sender.send_request(req.body(Full::new(Bytes::from(body)))?).await?;
+            let resp = sender
+                .send_request(req.body(Full::new(Bytes::from(body)))?)
+                .await?;
             let status = resp.status();
             let bytes = resp.into_body().collect().await?.to_bytes();
-            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                serde_json::json!({ "error": String::from_utf8_lossy(&bytes) })
-            });
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(
+                |_| serde_json::json!({ "error": String::from_utf8_lossy(&bytes) }),
+            );
             if !status.is_success() {
                 let message = value["error"].as_str().unwrap_or("unknown error");
                 bail!("{message} (HTTP {})", status.as_u16());

@@ -46,7 +46,8 @@ impl DeployArgs {
         });
         let manifest = manifest_path
             .map(|p| {
-                std::fs::read_to_string(&p).with_context(|| format!("cannot read `{}`", p.display()))
+                std::fs::read_to_string(&p)
+                    .with_context(|| format!("cannot read `{}`", p.display()))
             })
             .transpose()?;
         let (content_type, body) = multipart(&wasm, manifest.as_deref());
@@ -56,15 +57,23 @@ impl DeployArgs {
             Some(&content_type),
             body,
         )?;
-        let opt = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |ms| format!("{ms:.1} ms"));
+        let opt = |v: &serde_json::Value| {
+            v.as_f64()
+                .map_or("-".to_string(), |ms| format!("{ms:.1} ms"))
+        };
         println!(
             "deployed `{name}` {} (sha256 {}) in {:.1} ms: validate {}, preinit {}, compile {}, store {}",
             r["version"].as_str().unwrap_or("?"),
-            &r["digest"].as_str().unwrap_or("?")[..12.min(r["digest"].as_str().unwrap_or("").len())],
+            &r["digest"].as_str().unwrap_or("?")
+                [..12.min(r["digest"].as_str().unwrap_or("").len())],
             r["total_ms"].as_f64().unwrap_or(0.0),
             opt(&r["validate_ms"]),
             opt(&r["preinit_ms"]),
-            if r["compile_ms"].is_null() { "cached".to_string() } else { opt(&r["compile_ms"]) },
+            if r["compile_ms"].is_null() {
+                "cached".to_string()
+            } else {
+                opt(&r["compile_ms"])
+            },
             opt(&r["store_ms"]),
         );
         Ok(())

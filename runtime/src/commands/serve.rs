@@ -2,15 +2,15 @@
 
 use crate::admin;
 use crate::app::Loader;
-use crate::control::Control;
-use crate::metrics::Metrics;
-use crate::storage::Storage;
 use crate::compile::Cache;
 use crate::config::{self, Limits};
+use crate::control::Control;
 use crate::engine::{Allocator, EdgeEngine};
+use crate::metrics::Metrics;
 use crate::prepare;
 use crate::router::Router;
 use crate::server::{self, Server};
+use crate::storage::Storage;
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -253,7 +253,11 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         config.max_upload,
     ));
     tracing::info!(
-        allocator = if engine.pooling { "pooling" } else { "on-demand" },
+        allocator = if engine.pooling {
+            "pooling"
+        } else {
+            "on-demand"
+        },
         "loading apps from `{}`",
         config.dir.display()
     );
