@@ -56,7 +56,7 @@ async fn the_default_cache_lives_in_the_apps_directory() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
     cmd.arg("serve")
         .arg(apps.path())
-        .args(["--listen", "127.0.0.1:0"]);
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
     let edge = Edge::spawn(cmd);
     edge.expect_log("cache hit");
 }

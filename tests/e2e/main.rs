@@ -16,3 +16,7 @@ mod sandbox;
 
 /// Start, restart, cache, Wizer pre-initialization, allocator fallback, shutdown.
 mod lifecycle;
+
+/// Deploys through the admin API and the CLI: versions, rollback, delete, bad input,
+/// crashes, `--watch`, metrics.
+mod deploy;

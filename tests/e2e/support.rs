@@ -101,6 +101,10 @@ impl Edge {
     /// Starts `edge serve DIR --listen 127.0.0.1:0` plus `args`, using the shared cache
     /// unless `args` choose a cache, and waits for the startup line.
     pub fn start(dir: &Path, args: &[&str]) -> Edge {
+        Edge::spawn(Edge::command(dir, args))
+    }
+
+    fn command(dir: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
         cmd.arg("serve")
             .arg(dir)
@@ -112,7 +116,19 @@ impl Edge {
             cmd.arg("--cache-dir").arg(shared_cache());
         }
         cmd.args(args);
+        cmd
+    }
+
+    /// Like [`Edge::start`], with the admin token `token` given through `EDGE_ADMIN_TOKEN`.
+    pub fn start_with_token(dir: &Path, args: &[&str], token: &str) -> Edge {
+        let mut cmd = Edge::command(dir, args);
+        cmd.env("EDGE_ADMIN_TOKEN", token);
         Edge::spawn(cmd)
+    }
+
+    /// The process id, for `kill -9`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Starts a prepared command (for wrappers like `sh -c 'ulimit …; exec edge …'`).
@@ -269,6 +285,83 @@ pub async fn send(
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// An admin-API request with `Authorization: Bearer {token}` (none if `token` is empty).
+pub async fn admin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Resp {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if !token.is_empty() {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// `PUT path` of a raw component, tolerating a server that dies mid-request.
+pub async fn send_admin_raw(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Option<u16> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("PUT")
+        .uri(path)
+        .header("host", addr.to_string())
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::from(body)))
+        .ok()?;
+    Some(sender.send_request(req).await.ok()?.status().as_u16())
+}
+
+/// Runs `edge ARGS…` (a client subcommand) against `edge`'s admin API with `token`, and
+/// returns (success, stdout, stderr).
+pub fn cli(edge: &Edge, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(args)
+        .args(["--server", &format!("http://{}", edge.admin)])
+        .env("EDGE_ADMIN_TOKEN", token)
+        .output()
+        .expect("running edge");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `GET http://{host}{path}`, panicking on transport errors.
