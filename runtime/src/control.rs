@@ -53,7 +53,7 @@ pub struct DeployReport {
     pub version: String,
     /// SHA-256 of the uploaded component.
     pub digest: String,
-    /// Checking the component and linking it against the host, in ms.
+    /// Checking the component, looking up the cache and linking it against the host, in ms.
     pub validate_ms: f64,
     /// Running `wizer-initialize`, in ms, when the component exports it.
     pub preinit_ms: Option<f64>,
@@ -163,12 +163,33 @@ impl Control {
         self.publish(&apps);
     }
 
+    /// Takes an upload or a stored version through the whole load pipeline. Nothing is
+    /// stored or swapped in yet.
+    async fn build(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        manifest: Option<String>,
+    ) -> Result<App, ControlError> {
+        let config = self
+            .loader
+            .resolve_manifest(manifest.as_deref())
+            .map_err(|e| ControlError::Invalid(e.context("invalid manifest")))?;
+        let validated = Validated::from_bytes(wasm).map_err(ControlError::Invalid)?;
+        let mut app = self
+            .loader
+            .load(name.to_string(), config, validated)
+            .await
+            .map_err(ControlError::Invalid)?;
+        app.manifest_text = manifest;
+        Ok(app)
+    }
+
     /// Recovers from any interrupted write, then loads every app in the directory. One bad
     /// app is reported and skipped; the others still serve.
     pub async fn load_all(&self) -> anyhow::Result<()> {
         self.storage.recover()?;
-        let dir = self.storage.wasm_path("x");
-        let dir = dir.parent().expect("apps directory");
+        let dir = self.storage.dir();
         for path in app_files(dir)? {
             match self.loader.load_file(&path).await {
                 Ok(mut app) => {
@@ -222,17 +243,7 @@ impl Control {
             });
         }
         let _busy = self.lock(name)?;
-        let config = self
-            .loader
-            .resolve_manifest(manifest.as_deref())
-            .map_err(|e| ControlError::Invalid(e.context("invalid manifest")))?;
-        let validated = Validated::from_bytes(wasm.clone()).map_err(ControlError::Invalid)?;
-        let header_check = start.elapsed();
-        let mut app = self
-            .loader
-            .load(name.to_string(), config, validated)
-            .await
-            .map_err(ControlError::Invalid)?;
+        let mut app = self.build(name, wasm.clone(), manifest.clone()).await?;
         let store_start = Instant::now();
         let meta = self
             .storage
@@ -247,12 +258,13 @@ impl Control {
         }
         let store_ms = ms(store_start.elapsed());
         app.version = Some(meta.clone());
-        app.manifest_text = manifest;
+        let r = &app.report;
+        let checks = r.total - r.preinit.unwrap_or_default() - r.compile.unwrap_or_default();
         let report = DeployReport {
             name: name.to_string(),
             version: meta.version,
             digest: app.digest.clone(),
-            validate_ms: ms(header_check + app.report.link),
+            validate_ms: ms(checks),
             preinit_ms: app.report.preinit.map(ms),
             compile_ms: app.report.compile.map(ms),
             store_ms,
@@ -313,21 +325,11 @@ impl Control {
             .storage
             .read_version(name, &target.version)
             .map_err(ControlError::Internal)?;
-        let config = self
-            .loader
-            .resolve_manifest(manifest.as_deref())
-            .map_err(ControlError::Invalid)?;
-        let validated = Validated::from_bytes(wasm).map_err(ControlError::Invalid)?;
-        let mut app = self
-            .loader
-            .load(name.to_string(), config, validated)
-            .await
-            .map_err(ControlError::Invalid)?;
+        let mut app = self.build(name, wasm, manifest).await?;
         self.storage
             .make_current(name, &target.version)
             .map_err(ControlError::Internal)?;
         app.version = Some(target.clone());
-        app.manifest_text = manifest;
         tracing::info!(
             app = %name,
             cache = if app.report.cache_hit { "hit" } else { "miss" },
@@ -379,9 +381,7 @@ impl Control {
     /// this server are already live and are skipped; an app that fails to load keeps its
     /// running version.
     pub async fn rescan(&self) {
-        let dir = self.storage.wasm_path("x");
-        let dir = dir.parent().expect("apps directory").to_path_buf();
-        let files = match app_files(&dir) {
+        let files = match app_files(self.storage.dir()) {
             Ok(files) => files,
             Err(e) => {
                 tracing::warn!("cannot rescan: {e:#}");

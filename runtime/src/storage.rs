@@ -55,6 +55,11 @@ impl Storage {
         }
     }
 
+    /// The apps directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `DIR/NAME.wasm`.
     pub fn wasm_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.wasm"))
