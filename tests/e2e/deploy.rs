@@ -483,3 +483,31 @@ async fn metrics_count_requests_kills_and_deploys() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_finish_on_the_version_they_started_on() {
+    let apps = Apps::new();
+    apps.add_as("slow", "app");
+    let edge = Edge::start_with_token(apps.path(), &[], TOKEN);
+    let addr = edge.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "app.localhost", "/?ms=1500").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = admin(
+        edge.admin,
+        "PUT",
+        "/apps/app",
+        TOKEN,
+        Some("application/wasm"),
+        std::fs::read(guest("hello")).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"version\": \"v1\""), "{}", r.body);
+    // The next request gets the new version while the old one is still running.
+    assert_eq!(
+        get(addr, "app.localhost", "/").await.body,
+        "Hello from edge!\n"
+    );
+    assert!(!in_flight.is_finished());
+    assert_eq!(in_flight.await.unwrap().body, "slept 1500");
+}

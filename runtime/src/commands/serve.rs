@@ -280,7 +280,16 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     println!("Admin API (admin) on http://{admin_addr}/ (token {token_source})");
     println!("Serving HTTP on http://{addr}/");
     std::io::stdout().flush()?;
-    server::serve(server, listener, shutdown_signal(), config.shutdown_timeout).await?;
+    // Run the accept loop on a worker thread, not on the thread blocked in `block_on`, so
+    // accepting and serving never need a cross-thread wake-up.
+    tokio::spawn(server::serve(
+        server,
+        listener,
+        shutdown_signal(),
+        config.shutdown_timeout,
+    ))
+    .await
+    .context("the server task panicked")??;
     tracing::info!("stopped");
     Ok(())
 }
