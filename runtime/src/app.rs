@@ -48,6 +48,27 @@ pub struct App {
     pub version: Option<crate::storage::VersionMeta>,
     /// The manifest text it was loaded with, to notice changes.
     pub manifest_text: Option<String>,
+    /// Size and modification time of its files when it was loaded, so a rescan can skip
+    /// reading files that have not been touched.
+    pub stamp: std::sync::Mutex<Option<FileStamp>>,
+}
+
+/// Inode, size and modification time of an app's `.wasm` and `.toml`: a file replaced by
+/// rename gets a new inode even within the mtime's granularity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp(Vec<Option<(u64, u64, std::time::SystemTime)>>);
+
+impl FileStamp {
+    /// The stamp of `DIR/NAME.wasm` and its manifest as they are now.
+    pub fn of(wasm: &Path) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        let one = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.ino(), m.len(), m.modified().ok()?)))
+        };
+        FileStamp(vec![one(wasm), one(&wasm.with_extension("toml"))])
+    }
 }
 
 /// How long each stage of loading took.
@@ -99,9 +120,11 @@ impl Loader {
         let config = self
             .resolve_manifest(manifest_text.as_deref())
             .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
+        let stamp = FileStamp::of(wasm);
         let validated = Validated::read(wasm)?;
         let mut app = self.load(name, config, validated).await?;
         app.manifest_text = manifest_text;
+        app.stamp = std::sync::Mutex::new(Some(stamp));
         Ok(app)
     }
 
@@ -170,6 +193,7 @@ impl Loader {
             report,
             version: None,
             manifest_text: None,
+            stamp: std::sync::Mutex::new(None),
         })
     }
 }

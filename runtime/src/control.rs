@@ -5,7 +5,7 @@
 //! stores it durably, and only then swaps a new routing table in. Requests already running
 //! keep the version they started on; a failed change leaves everything as it was.
 
-use crate::app::{App, Loader, app_files, check_name};
+use crate::app::{App, FileStamp, Loader, app_files, check_name};
 use crate::load::Validated;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -94,6 +94,9 @@ pub struct Control {
     max_upload: u64,
     apps: Mutex<BTreeMap<String, Arc<App>>>,
     busy: Mutex<HashSet<String>>,
+    /// Files a rescan failed to load, by app, so an unchanged broken file is reported once
+    /// rather than on every scan.
+    failed: Mutex<BTreeMap<String, FileStamp>>,
 }
 
 /// Marks an app busy for the duration of one change.
@@ -127,6 +130,7 @@ impl Control {
             max_upload,
             apps: Mutex::new(BTreeMap::new()),
             busy: Mutex::new(HashSet::new()),
+            failed: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -401,24 +405,39 @@ impl Control {
                 continue;
             };
             let live = self.apps.lock().unwrap().get(&name).cloned();
-            if let Some(live) = &live
-                && !changed(live, &path)
-            {
+            // Cheap check first: untouched files are not read at all.
+            let stamp = FileStamp::of(&path);
+            if self.failed.lock().unwrap().get(&name) == Some(&stamp) {
                 continue;
+            }
+            if let Some(live) = &live {
+                if live.stamp.lock().unwrap().as_ref() == Some(&stamp) {
+                    continue;
+                }
+                if !changed(live, &path) {
+                    // Touched but identical (our own deploy, a re-copy): remember the
+                    // new stamp so the next scan is cheap again.
+                    *live.stamp.lock().unwrap() = Some(stamp);
+                    continue;
+                }
             }
             match self.loader.load_file(&path).await {
                 Ok(mut app) => {
+                    self.failed.lock().unwrap().remove(&name);
                     app.version = self.storage.current_version(&name).unwrap_or(None);
                     tracing::info!(app = %name, "picked up a change to `{}`", path.display());
                     log_loaded(&app);
                     self.install(app);
                 }
                 // A file caught mid-copy by a non-atomic writer also lands here; the next
-                // scan retries it.
-                Err(e) => tracing::warn!(
-                    "cannot load changed app `{}` (the running version, if any, stays): {e:#}",
-                    path.display()
-                ),
+                // scan retries it once the copy has changed it again.
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot load changed app `{}` (the running version, if any, stays): {e:#}",
+                        path.display()
+                    );
+                    self.failed.lock().unwrap().insert(name, stamp);
+                }
             }
         }
         let mut apps = self.apps.lock().unwrap();

@@ -428,10 +428,22 @@ async fn watch_picks_up_changes_made_by_another_server() {
         Box::new(|r| r.body == "Hello from edge!\n"),
     )
     .await;
+    // Later scans see the files unchanged and do not reload the app again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let reloads = watcher.log().matches("picked up a change to").count();
+    assert_eq!(reloads, 1, "{}", watcher.log());
     // A new app copied in, and a broken one: the broken one is refused, the rest serve.
     apps.add("slow").write("broken.wasm", b"garbage");
     wait_for("slow.localhost", Box::new(|r| r.status == 200)).await;
     watcher.expect_log("broken.wasm");
+    // An unchanged broken file is reported once, not on every scan.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        watcher.log().matches("broken.wasm").count(),
+        1,
+        "{}",
+        watcher.log()
+    );
     // Removed by other means: no longer served.
     std::fs::remove_file(apps.path().join("slow.wasm")).unwrap();
     wait_for("slow.localhost", Box::new(|r| r.status == 404)).await;
