@@ -109,6 +109,10 @@ pub struct ServeArgs {
     #[arg(long)]
     pub watch: bool,
 
+    /// HTTP threads, each with its own event loop [default: the CPUs this process may use].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
     /// How often `--watch` rescans DIR.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_WATCH_INTERVAL)]
     pub watch_interval: String,
@@ -139,6 +143,8 @@ pub struct ServeConfig {
     pub max_upload: u64,
     /// Rescan period, when watching.
     pub watch: Option<Duration>,
+    /// HTTP threads.
+    pub threads: usize,
 }
 
 impl ServeArgs {
@@ -186,6 +192,11 @@ impl ServeArgs {
             keep_versions: self.keep_versions.max(1),
             max_upload: config::parse_size(&self.max_upload_size)
                 .context("in --max-upload-size")?,
+            threads: match self.threads {
+                Some(0) => bail!("--threads must be at least 1"),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
             watch: match self.watch {
                 true => Some(
                     config::parse_duration(&self.watch_interval).context("in --watch-interval")?,
@@ -214,8 +225,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .saturating_add(LOADING_SLOTS);
     let engine = EdgeEngine::new(config.allocator, slots)?;
     let _ticker = engine.start_epoch_ticker();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on `{}`", config.listen))?;
     let addr = listener.local_addr()?;
     let admin_listener = tokio::net::TcpListener::bind(config.admin)
@@ -278,18 +288,35 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         });
     }
     println!("Admin API (admin) on http://{admin_addr}/ (token {token_source})");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
+    let workers = server::spawn_workers(
+        server,
+        &listener,
+        config.threads,
+        stop_rx,
+        config.shutdown_timeout,
+        stopped_tx,
+    )?;
+    drop(listener);
     println!("Serving HTTP on http://{addr}/");
     std::io::stdout().flush()?;
-    // Run the accept loop on a worker thread, not on the thread blocked in `block_on`, so
-    // accepting and serving never need a cross-thread wake-up.
-    tokio::spawn(server::serve(
-        server,
-        listener,
-        shutdown_signal(),
-        config.shutdown_timeout,
-    ))
-    .await
-    .context("the server task panicked")??;
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    for _ in 0..workers.len() {
+        stopped.recv().await;
+    }
+    tracing::info!("shutting down: no longer accepting new connections");
+    tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            match worker.join() {
+                Ok(result) => result?,
+                Err(_) => anyhow::bail!("an HTTP thread panicked"),
+            }
+        }
+        Ok(())
+    })
+    .await??;
     tracing::info!("stopped");
     Ok(())
 }
