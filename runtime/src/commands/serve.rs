@@ -287,6 +287,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
             }
         });
     }
+    let shutdown = shutdown_signal()?;
     println!("Admin API (admin) on http://{admin_addr}/ (token {token_source})");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
@@ -301,7 +302,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     drop(listener);
     println!("Serving HTTP on http://{addr}/");
     std::io::stdout().flush()?;
-    shutdown_signal().await;
+    shutdown.await;
     let _ = stop.send(true);
     for _ in 0..workers.len() {
         stopped.recv().await;
@@ -321,12 +322,16 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT/SIGTERM handlers now (so a signal right after the startup line is
+/// not lost to the default action) and returns a future that completes on either.
+fn shutdown_signal() -> Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received SIGTERM"),
-        _ = int.recv() => tracing::info!("received SIGINT"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
+        }
+    })
 }
