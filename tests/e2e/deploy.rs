@@ -212,7 +212,7 @@ async fn bad_deploys_are_refused_precisely_and_change_nothing() {
         (
             "/apps/app",
             TOKEN,
-            vec![0; 700 * 1024],
+            vec![0; 650 * 1024],
             413,
             "exceeds the limit of 614400 bytes",
         ),
@@ -233,14 +233,14 @@ async fn bad_deploys_are_refused_precisely_and_change_nothing() {
         (
             "/apps/app",
             "",
-            hello.clone(),
+            b"x".to_vec(),
             401,
             "missing or invalid admin token",
         ),
         (
             "/apps/app",
             "wrong-token",
-            hello.clone(),
+            b"x".to_vec(),
             401,
             "missing or invalid admin token",
         ),
