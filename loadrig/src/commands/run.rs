@@ -1,0 +1,270 @@
+//! `loadrig run`: load one URL and report.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderMap, Method};
+
+use crate::drive::{self, Progress, RequestSpec, RunConfig, Target};
+use crate::plan::{self, Arrivals, Plan, Schedule, Share};
+use crate::summary::RunInfo;
+use crate::threshold::Threshold;
+
+use super::{Verdict, parse_thresholds, report, usage};
+
+/// How long a run lasts when neither `-d`, `-n` nor `--stage` says.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Under the open model, connections may grow to this many times `-c` (at least
+/// [`MIN_MAX_CONNECTIONS`]) unless `--max-connections` says otherwise.
+const GROWTH: u64 = 10;
+const MIN_MAX_CONNECTIONS: u64 = 100;
+
+/// Load a URL and report latency by phase, throughput and errors.
+///
+/// Closed model (default): `-c` connections send back to back. Open model (`-r` or
+/// `--stage`): requests are due on a fixed schedule and latency is measured from when each
+/// was due, so a server that stalls is not flattered (coordinated omission is corrected);
+/// the uncorrected figures are kept too.
+///
+/// Exit codes: 0 done, 99 a threshold failed, 2 bad input, 1 anything else.
+#[derive(Debug, Parser)]
+#[command(after_help = "Examples:\n  \
+    loadrig run http://127.0.0.1:8080/ -c 16 -d 10s\n  \
+    loadrig run http://127.0.0.1:8080/ -r 5000 -d 30s --threshold 'p(99)<5ms' --json out.json\n  \
+    loadrig run http://127.0.0.1:8080/ --stage 10s:1000 --stage 20s:1000 --stage 10s:0\n  \
+    loadrig run http://127.0.0.1:8080/ -r 20k -d 1m --segment 1/2 --json a.json  # and 2/2 elsewhere")]
+pub struct RunArgs {
+    /// The URL to load (http:// only).
+    pub url: String,
+    /// Connections to open. Closed model: each sends back to back. Open model: the pool
+    /// at the start, grown while every connection is busy and a request is overdue.
+    #[arg(short = 'c', long, default_value_t = 10, value_name = "N")]
+    pub connections: u64,
+    /// Open model: send this many requests per second (e.g. 1000, 2.5k, 600/m).
+    #[arg(short = 'r', long, value_name = "RATE")]
+    pub rate: Option<String>,
+    /// Open model with a ramp: move linearly to RATE over DURATION, starting from `-r` (or
+    /// 0). Repeatable; the stages set the run's length.
+    #[arg(long = "stage", value_name = "DURATION:RATE")]
+    pub stages: Vec<String>,
+    /// Open model: never hold more connections than this. Default: 10 × `-c`, at least 100.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u64>,
+    /// Stop starting requests after this long (e.g. 30s, 1m30s). Default 10s unless `-n`
+    /// or `--stage` bound the run.
+    #[arg(short = 'd', long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Stop after this many requests.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub requests: Option<u64>,
+    /// The request method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// A request header, `Name: value` (repeatable). `Host` overrides the URL's.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The request body.
+    #[arg(short = 'b', long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Give up opening a connection after this long.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub connect_timeout: String,
+    /// Give up on a request (from sending it to the end of the response) after this long.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub timeout: String,
+    /// Speak HTTP/2 over cleartext (h2c, prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
+    /// Worker threads. Default: the CPUs this process may use.
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Run only the i-th of n equal shares of the load (e.g. 1/2 here, 2/2 on another
+    /// machine) and combine the JSON outputs with `loadrig merge`.
+    #[arg(long, value_name = "i/n")]
+    pub segment: Option<String>,
+    /// Fail (exit 99) unless this holds, e.g. `p(99)<5ms` (on http_req_duration),
+    /// `http_req_waiting:p(95)<2ms`, `http_reqs:rate>10000`, `errors<0.1%`. Units: us, ms, s
+    /// (bare numbers are ms), % for rates. Repeatable.
+    #[arg(long, value_name = "EXPR")]
+    pub threshold: Vec<String>,
+    /// Write the summary as JSON (k6's summary shape plus serialized histograms; schema in
+    /// loadrig/summary.schema.json).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Keep each worker thread polling for events instead of sleeping between them. Where
+    /// waking an idle CPU is expensive (virtual machines: an interrupt and a VM exit per
+    /// wake-up) this raises throughput and lowers latency, at the price of one busy core per
+    /// thread; loadrig_cpu then reads 100 %.
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// No live progress line on stderr (it is only shown on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// A validated `run`: every error in the flags surfaces before a socket is opened.
+struct Validated {
+    config: RunConfig,
+    thresholds: Vec<Threshold>,
+    info: RunInfo,
+}
+
+impl RunArgs {
+    fn validate(&self) -> anyhow::Result<Validated> {
+        let target = Target::parse(&self.url)?;
+        ensure!(self.connections > 0, "--connections must be at least 1");
+        let rate = self.rate.as_deref().map(plan::parse_rate).transpose()?;
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| plan::parse_stage(s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let duration = self
+            .duration
+            .as_deref()
+            .map(plan::parse_duration)
+            .transpose()?;
+        ensure!(self.requests != Some(0), "--requests must be at least 1");
+        let arrivals = match (rate, stages.is_empty()) {
+            (None, true) => Arrivals::Closed,
+            (Some(r), true) => {
+                ensure!(r > 0.0, "--rate must be above zero");
+                Arrivals::Open(Schedule::constant(r, None))
+            }
+            (r, false) => {
+                ensure!(
+                    duration.is_none(),
+                    "--duration and --stage both set the run's length: use one"
+                );
+                Arrivals::Open(Schedule::staged(r.unwrap_or(0.0), &stages))
+            }
+        };
+        let duration = match (duration, &arrivals, self.requests) {
+            (Some(d), _, _) => Some(d),
+            (None, Arrivals::Open(_), _) if !stages.is_empty() => None,
+            (None, _, Some(_)) => None,
+            (None, _, None) => Some(DEFAULT_DURATION),
+        };
+        let max_connections = self
+            .max_connections
+            .unwrap_or((self.connections * GROWTH).max(MIN_MAX_CONNECTIONS))
+            .max(self.connections);
+        let share = match &self.segment {
+            Some(s) => Share::parse_segment(s)?,
+            None => Share::WHOLE,
+        };
+        let mut headers = HeaderMap::new();
+        for h in &self.headers {
+            let (name, value) = RequestSpec::parse_header(h)?;
+            headers.append(name, value);
+        }
+        let method: Method = self
+            .method
+            .parse()
+            .with_context(|| format!("`{}` is not a valid HTTP method", self.method))?;
+        let body = match (&self.body, &self.body_file) {
+            (Some(b), _) => Bytes::from(b.clone()),
+            (None, Some(path)) => Bytes::from(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the body file `{}`", path.display()))?,
+            ),
+            (None, None) => Bytes::new(),
+        };
+        let threads = match self.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let thresholds = parse_thresholds(&self.threshold)?;
+        let info = RunInfo {
+            url: self.url.clone(),
+            method: method.to_string(),
+            model: match arrivals {
+                Arrivals::Closed => "closed".into(),
+                Arrivals::Open(_) => "open".into(),
+            },
+            connections: self.connections,
+            rate,
+            stages: self.stages.clone(),
+            segment: self.segment.clone(),
+            started_at: 0.0,
+        };
+        Ok(Validated {
+            config: RunConfig {
+                target,
+                request: RequestSpec {
+                    method,
+                    headers,
+                    body,
+                    http2: self.http2,
+                    connect_timeout: plan::parse_duration(&self.connect_timeout)?,
+                    timeout: plan::parse_duration(&self.timeout)?,
+                },
+                plan: Plan {
+                    arrivals,
+                    duration,
+                    requests: self.requests,
+                    connections: self.connections,
+                    max_connections,
+                    share,
+                },
+                threads,
+                busy_poll: self.busy_poll,
+            },
+            thresholds,
+            info,
+        })
+    }
+
+    /// Runs the command.
+    pub fn execute(&self) -> anyhow::Result<Verdict> {
+        let Validated {
+            config,
+            thresholds,
+            mut info,
+        } = self.validate().map_err(usage)?;
+        info.started_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let show = !self.no_progress && std::io::stderr().is_terminal();
+        let length = config.plan.length();
+        let results = drive::run(&config, |p| {
+            if show {
+                progress_line(p, length);
+            }
+        })?;
+        if show {
+            eprint!("\r\x1b[2K");
+        }
+        report(
+            vec![info],
+            &results,
+            &thresholds,
+            self.json.as_deref(),
+            self.html.as_deref(),
+        )
+    }
+}
+
+fn progress_line(p: Progress, length: Option<Duration>) {
+    let secs = p.elapsed.as_secs_f64();
+    let of = length.map_or(String::new(), |l| format!("/{:.0}s", l.as_secs_f64()));
+    eprint!(
+        "\r\x1b[2K  {secs:.1}s{of}  {} requests  {:.0}/s  {} failed",
+        p.requests,
+        p.requests as f64 / secs.max(1e-9),
+        p.failed
+    );
+    let _ = std::io::stderr().flush();
+}

@@ -1,0 +1,41 @@
+//! The `loadrig` binary: parse, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use loadrig::commands::{Usage, Verdict, merge::MergeArgs, run::RunArgs};
+
+/// An HTTP load generator: closed and open (coordinated-omission-corrected) models,
+/// k6-named phases, HDR histograms, thresholds, and mergeable split runs.
+#[derive(Debug, Parser)]
+#[command(name = "loadrig", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(RunArgs),
+    Merge(MergeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match &cli.command {
+        Command::Run(args) => args.execute(),
+        Command::Merge(args) => args.execute(),
+    };
+    match outcome {
+        Ok(Verdict::Passed) => ExitCode::SUCCESS,
+        Ok(Verdict::ThresholdsFailed) => ExitCode::from(99),
+        Err(e) => {
+            eprintln!("loadrig: {e:#}");
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

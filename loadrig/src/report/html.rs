@@ -1,0 +1,248 @@
+//! A self-contained HTML report: no scripts, no external assets, charts drawn as inline SVG
+//! so the file can be archived, mailed or attached to a CI run as it is.
+
+use std::fmt::Write as _;
+
+use crate::record::{Results, Trend};
+use crate::summary::{RunInfo, ThresholdResult};
+
+use super::{duration, text};
+
+struct Series {
+    name: &'static str,
+    color: &'static str,
+    points: Vec<(f64, f64)>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Draws a line chart; `x_ticks` are positions (in x units) with labels.
+fn chart(title: &str, y_unit: &str, series: &[Series], x_ticks: &[(f64, String)]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 260.0;
+    const L: f64 = 64.0;
+    const B: f64 = 36.0;
+    const T: f64 = 16.0;
+    const R: f64 = 16.0;
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let x_max = xs
+        .fold(0.0_f64, f64::max)
+        .max(x_ticks.iter().map(|t| t.0).fold(0.0, f64::max));
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0_f64, f64::max);
+    let (x_max, y_max) = (x_max.max(1e-9), if y_max > 0.0 { y_max * 1.1 } else { 1.0 });
+    let px = |x: f64| L + x / x_max * (W - L - R);
+    let py = |y: f64| H - B - y / y_max * (H - B - T);
+    let mut s = String::new();
+    writeln!(s, "<figure><figcaption>{}</figcaption>", escape(title)).unwrap();
+    writeln!(
+        s,
+        r#"<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">"#
+    )
+    .unwrap();
+    for i in 0..=4 {
+        let y = y_max * i as f64 / 4.0;
+        let (right, at, label_x) = (W - R, py(y), L - 6.0);
+        writeln!(
+            s,
+            r##"<line x1="{L}" x2="{right}" y1="{at:.1}" y2="{at:.1}" stroke="#ddd"/><text x="{label_x}" y="{:.1}" text-anchor="end">{y:.3} {y_unit}</text>"##,
+            at + 4.0
+        )
+        .unwrap();
+    }
+    for (x, label) in x_ticks {
+        writeln!(
+            s,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{T}" y2="{1}" stroke="#eee"/><text x="{0:.1}" y="{2}" text-anchor="middle">{3}</text>"##,
+            px(*x),
+            H - B,
+            H - B + 16.0,
+            escape(label)
+        )
+        .unwrap();
+    }
+    for (i, ser) in series.iter().enumerate() {
+        let pts: Vec<String> = ser
+            .points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
+        writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/><text x="{}" y="{}" fill="{}">{}</text>"#,
+            ser.color,
+            pts.join(" "),
+            L + 10.0 + 170.0 * i as f64,
+            T + 12.0,
+            ser.color,
+            escape(ser.name)
+        )
+        .unwrap();
+    }
+    s.push_str("</svg></figure>\n");
+    s
+}
+
+/// The latency percentile spectrum (HdrHistogram's classic plot): x is 1/(1−p) on a log
+/// scale, so the tail gets as much room as the median.
+fn spectrum(r: &Results) -> String {
+    let line = |t: Trend| -> Vec<(f64, f64)> {
+        let h = r.trend(t);
+        if h.is_empty() {
+            return Vec::new();
+        }
+        (0..=50)
+            .map(|i| {
+                let x = i as f64 / 10.0; // 0..5 → p = 1 − 10^−x, up to 99.999 %
+                let q = 1.0 - 10f64.powf(-x);
+                (x, h.value_at_quantile(q) as f64 / 1000.0)
+            })
+            .collect()
+    };
+    let ticks: Vec<(f64, String)> = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as f64, (*l).to_owned()))
+        .collect();
+    chart(
+        "Latency by percentile (http_req_duration, corrected and uncorrected)",
+        "ms",
+        &[
+            Series {
+                name: "corrected",
+                color: "#c0392b",
+                points: line(Trend::Duration),
+            },
+            Series {
+                name: "uncorrected",
+                color: "#2471a3",
+                points: line(Trend::DurationUncorrected),
+            },
+        ],
+        &ticks,
+    )
+}
+
+fn over_time(r: &Results) -> String {
+    let step = r.timeline.interval.as_secs_f64();
+    let points = &r.timeline.points;
+    let end = step * points.len() as f64;
+    let n_ticks = 6;
+    let ticks: Vec<(f64, String)> = (0..=n_ticks)
+        .map(|i| {
+            let x = end * i as f64 / n_ticks as f64;
+            (x, format!("{x:.0}s"))
+        })
+        .collect();
+    let at = |i: usize| step * (i as f64 + 0.5);
+    let rate = chart(
+        "Requests per second",
+        "",
+        &[
+            Series {
+                name: "requests/s",
+                color: "#1e8449",
+                points: points
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (at(i), p.requests as f64 / step))
+                    .collect(),
+            },
+            Series {
+                name: "failed/s",
+                color: "#c0392b",
+                points: points
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (at(i), p.failed as f64 / step))
+                    .collect(),
+            },
+        ],
+        &ticks,
+    );
+    let pct = |q: f64| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.latency.is_empty())
+            .map(|(i, p)| (at(i), p.latency.value_at_quantile(q) as f64 / 1000.0))
+            .collect()
+    };
+    let latency = chart(
+        "Latency over time (http_req_duration)",
+        "ms",
+        &[
+            Series {
+                name: "p50",
+                color: "#2471a3",
+                points: pct(0.5),
+            },
+            Series {
+                name: "p99",
+                color: "#d68910",
+                points: pct(0.99),
+            },
+            Series {
+                name: "max",
+                color: "#c0392b",
+                points: pct(1.0),
+            },
+        ],
+        &ticks,
+    );
+    rate + &latency
+}
+
+/// Renders the report page.
+pub fn html(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> String {
+    let title = runs
+        .first()
+        .map(|run| format!("loadrig: {}", run.url))
+        .unwrap_or_else(|| "loadrig".into());
+    let d = r.trend(Trend::Duration);
+    let headline = if d.is_empty() {
+        "no responses".to_owned()
+    } else {
+        format!(
+            "{} requests, {:.1}/s; http_req_duration p50 {} · p99 {} · max {}",
+            r.requests(),
+            r.requests() as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            duration(d.value_at_quantile(0.5) as f64 / 1000.0),
+            duration(d.value_at_quantile(0.99) as f64 / 1000.0),
+            duration(d.max() as f64 / 1000.0)
+        )
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 760px; color: #222; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }}
+figure {{ margin: 1.5em 0; }} figcaption {{ font-weight: 600; margin-bottom: .3em; }}
+svg text {{ font-size: 11px; fill: #555; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{headline}</p>
+{spectrum}{over_time}
+<h2>Summary</h2>
+<pre>{summary}</pre>
+<p>Generated by loadrig {version}. Latency is measured from when each request was due
+(corrected for coordinated omission under the open model); <code>uncorrected</code> is
+measured from when it was sent.</p>
+</body></html>
+"#,
+        title = escape(&title),
+        headline = escape(&headline),
+        spectrum = spectrum(r),
+        over_time = over_time(r),
+        summary = escape(&text(runs, r, thresholds)),
+        version = env!("CARGO_PKG_VERSION"),
+    )
+}
