@@ -295,6 +295,7 @@ fn worker(
         results: RefCell::new(Results::default()),
         open: Cell::new(0),
         max_open,
+        last_growth: Cell::new(0),
         cfg: cfg.clone(),
         clock,
         live,
@@ -335,8 +336,12 @@ struct Worker {
     results: RefCell<Results>,
     open: Cell<u64>,
     max_open: u64,
+    last_growth: Cell<u64>,
     live: Arc<Live>,
 }
+
+/// At most one connection is added per worker per this many nanoseconds.
+const GROW_EVERY_NS: u64 = 1_000_000;
 
 impl Worker {
     /// The next slot: `Some(Some(t))` is due at `t`, `Some(None)` is due now (closed model),
@@ -372,8 +377,15 @@ impl Worker {
         local.spawn_local(connection_loop(self.clone()));
     }
 
+    /// Opens one more connection, if the cap allows and none was opened within the last
+    /// [`GROW_EVERY_NS`]: a slot taken late means every connection is busy, but the new one
+    /// needs a moment to connect, and growing on every late slot meanwhile would spiral.
     fn grow(self: &Rc<Self>) {
-        if self.open.get() < self.max_open {
+        let now = self.clock.now();
+        if self.open.get() < self.max_open
+            && now.saturating_sub(self.last_growth.get()) >= GROW_EVERY_NS
+        {
+            self.last_growth.set(now);
             self.open.set(self.open.get() + 1);
             let mut r = self.results.borrow_mut();
             r.connections_peak = r.connections_peak.max(self.open.get());
@@ -537,6 +549,8 @@ struct Exchange {
 async fn connection_loop(w: Rc<Worker>) {
     let mut conn: Option<Conn> = None;
     let mut watchdog = Watchdog::new();
+    // A fresh connection's first slot is late by its own connecting: not a reason to grow.
+    let mut served = false;
     let mut timer = match w.cfg.plan.arrivals {
         Arrivals::Open(_) => Timer::new(w.clock).ok(),
         Arrivals::Closed => None,
@@ -555,10 +569,11 @@ async fn connection_loop(w: Rc<Worker>) {
                             tokio::time::sleep_until(at.into()).await;
                         }
                     }
-                } else if free - t > LATE_AFTER.as_nanos() as u64 {
+                } else if served && free - t > LATE_AFTER.as_nanos() as u64 {
                     w.grow();
                 }
-                t
+                // Sent early (by less than SPIN_BELOW_NS): measure from the actual send.
+                t.min(w.clock.now())
             }
         };
         let ready = intended.max(free);
@@ -584,6 +599,7 @@ async fn connection_loop(w: Rc<Worker>) {
         }
         let c = conn.as_mut().expect("connected above");
         let started = w.clock.now();
+        served = true;
         match w.exchange(c, &mut watchdog).await {
             Ok(x) => {
                 let sent = x.sent.clamp(started, x.ended);
@@ -816,7 +832,8 @@ impl Watchdog {
     }
 }
 
-/// Below this, waiting is a few yields rather than a timer: arming a timer costs more.
+/// A request due sooner than this is sent at once (and measured from when it was sent):
+/// a timer's wake-up takes longer than that.
 const SPIN_BELOW_NS: u64 = 20_000;
 
 /// A timer with nanosecond resolution: tokio's timer wheel has 1 ms ticks, which would
@@ -850,28 +867,13 @@ impl Timer {
         Ok(Timer { fd, clock })
     }
 
+    /// Waits until `at` (run time). Closer than [`SPIN_BELOW_NS`] it returns at once: arming
+    /// a timer would make the send later than that, not earlier.
     async fn sleep_until(&mut self, at: u64) {
-        let now = self.clock.now();
-        if at <= now {
+        if at <= self.clock.now() + SPIN_BELOW_NS {
             return;
         }
-        if at - now < SPIN_BELOW_NS {
-            while self.clock.now() < at {
-                tokio::task::yield_now().await;
-            }
-            return;
-        }
-        let when = TimeSpec::from_duration(self.clock.start_mono + Duration::from_nanos(at));
-        if self
-            .fd
-            .get_ref()
-            .0
-            .set(
-                Expiration::OneShot(when),
-                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
-            )
-            .is_err()
-        {
+        if !self.arm(at) {
             let at = self.clock.start + Duration::from_nanos(at);
             return tokio::time::sleep_until(at.into()).await;
         }
@@ -879,11 +881,26 @@ impl Timer {
             let Ok(mut guard) = self.fd.readable().await else {
                 return;
             };
-            match guard.try_io(|fd| fd.get_ref().0.wait().map_err(io::Error::from)) {
-                Ok(_) => return,
-                Err(_would_block) => continue,
+            if guard
+                .try_io(|fd| fd.get_ref().0.wait().map_err(io::Error::from))
+                .is_ok()
+            {
+                return;
             }
         }
+    }
+
+    /// Arms the timer to expire at `at` (run time); false if that failed.
+    fn arm(&self, at: u64) -> bool {
+        let when = TimeSpec::from_duration(self.clock.start_mono + Duration::from_nanos(at));
+        self.fd
+            .get_ref()
+            .0
+            .set(
+                Expiration::OneShot(when),
+                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+            )
+            .is_ok()
     }
 }
 

@@ -18,10 +18,6 @@ use super::{Verdict, parse_thresholds, report, usage};
 
 /// How long a run lasts when neither `-d`, `-n` nor `--stage` says.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
-/// Under the open model, connections may grow to this many times `-c` (at least
-/// [`MIN_MAX_CONNECTIONS`]) unless `--max-connections` says otherwise.
-const GROWTH: u64 = 10;
-const MIN_MAX_CONNECTIONS: u64 = 100;
 
 /// Load a URL and report latency by phase, throughput and errors.
 ///
@@ -51,7 +47,10 @@ pub struct RunArgs {
     /// 0). Repeatable; the stages set the run's length.
     #[arg(long = "stage", value_name = "DURATION:RATE")]
     pub stages: Vec<String>,
-    /// Open model: never hold more connections than this. Default: 10 × `-c`, at least 100.
+    /// Open model: let the pool grow to this many connections while every connection is
+    /// busy and requests are overdue (a slow server needs rate × latency connections).
+    /// Default: `-c`, i.e. a fixed pool like wrk2's; growing costs the generator CPU, and a
+    /// generator near its limit that grows can spiral.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<u64>,
     /// Stop starting requests after this long (e.g. 30s, 1m30s). Default 10s unless `-n`
@@ -157,7 +156,7 @@ impl RunArgs {
         };
         let max_connections = self
             .max_connections
-            .unwrap_or((self.connections * GROWTH).max(MIN_MAX_CONNECTIONS))
+            .unwrap_or(self.connections)
             .max(self.connections);
         let share = match &self.segment {
             Some(s) => Share::parse_segment(s)?,
