@@ -44,6 +44,9 @@ pub struct Target {
 impl Target {
     /// Parses and resolves an `http://` URL.
     pub fn parse(url: &str) -> anyhow::Result<Target> {
+        if !url.contains("://") {
+            bail!("`{url}` has no scheme: write http://{url}");
+        }
         let uri: Uri = url
             .parse()
             .with_context(|| format!("`{url}` is not a valid URL"))?;
@@ -187,24 +190,35 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(Progress)) -> anyhow::Resul
     let shared = Arc::new(cfg.clone());
     let mut handles = Vec::new();
     let mut lives = Vec::new();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     for w in 0..threads {
         let live = Arc::new(Live::default());
         lives.push(live.clone());
         let shared = shared.clone();
+        let done = done_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("loadrig-{w}"))
-            .spawn(move || worker(shared, w, threads, clock, live))
+            .spawn(move || {
+                let r = worker(shared, w, threads, clock, live);
+                let _ = done.send(());
+                r
+            })
             .context("starting a worker thread")?;
         handles.push(handle);
     }
-    while handles.iter().any(|h| !h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(200));
-        progress(Progress {
-            elapsed: clock.start.elapsed(),
-            requests: lives.iter().map(|l| l.requests.load(Relaxed)).sum(),
-            failed: lives.iter().map(|l| l.failed.load(Relaxed)).sum(),
-        });
+    let mut finished = 0;
+    while finished < handles.len() {
+        match done_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => finished += 1,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => progress(Progress {
+                elapsed: clock.start.elapsed(),
+                requests: lives.iter().map(|l| l.requests.load(Relaxed)).sum(),
+                failed: lives.iter().map(|l| l.failed.load(Relaxed)).sum(),
+            }),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
     }
+    // Each worker's results carry the moment it finished; merging keeps the latest.
     let mut results = Results::default();
     for h in handles {
         let r = h
@@ -212,7 +226,6 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(Progress)) -> anyhow::Resul
             .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
         results.merge(&r);
     }
-    results.elapsed = clock.start.elapsed();
     results.cpu = cpu_time().saturating_sub(cpu_before);
     results.cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     Ok(results)
@@ -315,7 +328,9 @@ fn worker(
         });
     }
     rt.block_on(local);
-    Ok(w.results.take())
+    let mut results = w.results.take();
+    results.elapsed = Duration::from_nanos(clock.now());
+    Ok(results)
 }
 
 /// The slots of one worker's share of the plan.
@@ -931,6 +946,7 @@ mod tests {
             ("https://127.0.0.1/", "https is not supported"),
             ("ftp://x/", "scheme `ftp`"),
             ("http://exa mple/", "not a valid URL"),
+            ("localhost", "no scheme"),
         ] {
             let e = format!("{:#}", Target::parse(bad).unwrap_err());
             assert!(e.contains(msg), "{bad}: {e}");

@@ -573,7 +573,7 @@ mod tests {
             sent: t + 3_000,
             first_byte: t + 50_000 + i * 7_000,
             ended: t + 60_000 + i * 7_000,
-            status: if i % 10 == 0 { 500 } else { 200 },
+            status: if i.is_multiple_of(10) { 500 } else { 200 },
         }
     }
 
