@@ -133,8 +133,6 @@ pub struct RunConfig {
     pub plan: Plan,
     /// Worker threads (each a single-threaded runtime).
     pub threads: usize,
-    /// Poll for events without ever sleeping (see `loadrig run --help`).
-    pub busy_poll: bool,
 }
 
 /// Live counters a worker publishes for the progress line (one writer each).
@@ -309,6 +307,9 @@ fn worker(
         open: Cell::new(0),
         max_open,
         last_growth: Cell::new(0),
+        released: Default::default(),
+        release: tokio::sync::Notify::new(),
+        released_all: Cell::new(false),
         cfg: cfg.clone(),
         clock,
         live,
@@ -317,18 +318,12 @@ fn worker(
     for _ in 0..initial {
         w.spawn_connection(&local);
     }
-    if cfg.busy_poll {
-        // Yielding in a loop makes the runtime poll epoll without blocking instead of
-        // sleeping in it, so the thread never idles and is never woken by an interrupt.
-        let w = w.clone();
-        local.spawn_local(async move {
-            while w.open.get() > 0 {
-                tokio::task::yield_now().await;
-            }
-        });
+    if open {
+        local.spawn_local(dispatch(w.clone()));
     }
     rt.block_on(local);
     let mut results = w.results.take();
+    results.seal();
     results.elapsed = Duration::from_nanos(clock.now());
     Ok(results)
 }
@@ -353,36 +348,56 @@ struct Worker {
     max_open: u64,
     last_growth: Cell<u64>,
     live: Arc<Live>,
+    /// Open model: slots the dispatcher has released because they are due, oldest first.
+    released: RefCell<std::collections::VecDeque<u64>>,
+    /// Wakes an idle connection when a slot is released.
+    release: tokio::sync::Notify,
+    /// The dispatcher has released every slot.
+    released_all: Cell<bool>,
 }
 
 /// At most one connection is added per worker per this many nanoseconds.
 const GROW_EVERY_NS: u64 = 1_000_000;
 
 impl Worker {
-    /// The next slot: `Some(Some(t))` is due at `t`, `Some(None)` is due now (closed model),
-    /// `None` means the run is over for this worker.
-    fn next_slot(&self, now: u64) -> Option<Option<u64>> {
+    /// Closed model: takes the next request, or `None` when the run is over.
+    fn take_closed(&self, now: u64) -> Option<()> {
         let mut s = self.schedule.borrow_mut();
+        if s.limit.is_some_and(|l| s.next >= l) || self.end.is_some_and(|e| now >= e) {
+            return None;
+        }
+        s.next += 1;
+        Some(())
+    }
+
+    /// Open model: when the next request of this worker's share is due, without taking it;
+    /// `None` when the schedule is over.
+    fn peek_open(&self) -> Option<u64> {
+        let s = self.schedule.borrow();
+        let Arrivals::Open(schedule) = &self.cfg.plan.arrivals else {
+            return None;
+        };
         if s.limit.is_some_and(|l| s.next >= l) {
             return None;
         }
-        let due = match &self.cfg.plan.arrivals {
-            Arrivals::Closed => {
-                if self.end.is_some_and(|e| now >= e) {
-                    return None;
-                }
-                None
+        let t = schedule.due(s.share.global(s.next))?.as_nanos() as u64;
+        if self.end.is_some_and(|e| t >= e) {
+            return None;
+        }
+        Some(t)
+    }
+
+    /// Open model: waits for a released slot; `None` once the schedule is over.
+    async fn take_open(&self) -> Option<u64> {
+        loop {
+            if let Some(t) = self.released.borrow_mut().pop_front() {
+                return Some(t);
             }
-            Arrivals::Open(schedule) => {
-                let t = schedule.due(s.share.global(s.next))?.as_nanos() as u64;
-                if self.end.is_some_and(|e| t >= e) {
-                    return None;
-                }
-                Some(t)
+            if self.released_all.get() {
+                return None;
             }
-        };
-        s.next += 1;
-        Some(due)
+            self.release.notified().await;
+        }
     }
 
     fn spawn_connection(self: &Rc<Self>, local: &tokio::task::LocalSet) {
@@ -566,30 +581,18 @@ async fn connection_loop(w: Rc<Worker>) {
     let mut watchdog = Watchdog::new();
     // A fresh connection's first slot is late by its own connecting: not a reason to grow.
     let mut served = false;
-    let mut timer = match w.cfg.plan.arrivals {
-        Arrivals::Open(_) => Timer::new(w.clock).ok(),
-        Arrivals::Closed => None,
-    };
+    let open = matches!(w.cfg.plan.arrivals, Arrivals::Open(_));
     loop {
         let free = w.clock.now();
-        let Some(due) = w.next_slot(free) else { break };
-        let intended = match due {
-            None => free,
-            Some(t) => {
-                if t > free {
-                    match &mut timer {
-                        Some(timer) => timer.sleep_until(t).await,
-                        None => {
-                            let at = w.clock.start + Duration::from_nanos(t);
-                            tokio::time::sleep_until(at.into()).await;
-                        }
-                    }
-                } else if served && free - t > LATE_AFTER.as_nanos() as u64 {
-                    w.grow();
-                }
-                // Sent early (by less than SPIN_BELOW_NS): measure from the actual send.
-                t.min(w.clock.now())
+        let intended = if open {
+            let Some(t) = w.take_open().await else { break };
+            if served && free.saturating_sub(t) > LATE_AFTER.as_nanos() as u64 {
+                w.grow();
             }
+            t
+        } else {
+            let Some(()) = w.take_closed(free) else { break };
+            free
         };
         let ready = intended.max(free);
         // A kept-alive connection the server has closed is replaced, not counted as an error.
@@ -648,6 +651,39 @@ async fn connection_loop(w: Rc<Worker>) {
         w.retire(c);
     }
     w.open.set(w.open.get() - 1);
+}
+
+/// Open model: releases each slot when it is due, to whichever connection is free. One
+/// dispatcher per worker keeps timers off the per-request path: a gap shorter than
+/// [`SPIN_BELOW_NS`] is waited out by yielding to the connections (the thread is busy at
+/// such rates anyway), only a longer one arms the timer.
+async fn dispatch(w: Rc<Worker>) {
+    let mut timer = Timer::new(w.clock).ok();
+    loop {
+        let now = w.clock.now();
+        let next = loop {
+            match w.peek_open() {
+                None => {
+                    w.released_all.set(true);
+                    w.release.notify_waiters();
+                    return;
+                }
+                Some(t) if t <= now => {
+                    w.schedule.borrow_mut().next += 1;
+                    w.released.borrow_mut().push_back(t);
+                    w.release.notify_one();
+                }
+                Some(t) => break t,
+            }
+        };
+        if next - now <= SPIN_BELOW_NS {
+            tokio::task::yield_now().await;
+        } else if let Some(timer) = &mut timer {
+            timer.sleep_until(next).await;
+        } else {
+            tokio::time::sleep_until((w.clock.start + Duration::from_nanos(next)).into()).await;
+        }
+    }
 }
 
 /// Parses a `Server-Timing` value (`name;dur=1.5;desc="x", other;dur=2`) into
@@ -847,8 +883,8 @@ impl Watchdog {
     }
 }
 
-/// A request due sooner than this is sent at once (and measured from when it was sent):
-/// a timer's wake-up takes longer than that.
+/// A slot due sooner than this is waited for by yielding rather than with a timer: a
+/// timer's wake-up takes longer than that (about 50 µs on the development VM).
 const SPIN_BELOW_NS: u64 = 20_000;
 
 /// A timer with nanosecond resolution: tokio's timer wheel has 1 ms ticks, which would
@@ -882,12 +918,8 @@ impl Timer {
         Ok(Timer { fd, clock })
     }
 
-    /// Waits until `at` (run time). Closer than [`SPIN_BELOW_NS`] it returns at once: arming
-    /// a timer would make the send later than that, not earlier.
+    /// Waits until `at` (run time).
     async fn sleep_until(&mut self, at: u64) {
-        if at <= self.clock.now() + SPIN_BELOW_NS {
-            return;
-        }
         if !self.arm(at) {
             let at = self.clock.start + Duration::from_nanos(at);
             return tokio::time::sleep_until(at.into()).await;

@@ -171,35 +171,56 @@ pub struct Results {
 }
 
 /// Requests over time: one point per interval, merged pairwise when it grows too long.
+/// Each closed interval keeps its latency histogram encoded (a few hundred bytes), so the
+/// timeline costs a bounded few hundred kilobytes however long the run.
 #[derive(Debug, Clone)]
 pub struct Timeline {
     /// Length of one interval.
     pub interval: Duration,
     /// The points, indexed by interval since the start of the run.
     pub points: Vec<Point>,
+    /// The interval being recorded, decoded.
+    live: Option<(usize, Histogram<u64>)>,
 }
 
 /// One interval of the timeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Point {
-    /// Responses completed in the interval.
+    /// Responses and errors in the interval.
     pub requests: u64,
     /// Requests that failed in the interval (errors and status >= 400).
     pub failed: u64,
-    /// Latency (`http_req_duration`) of the responses completed in the interval.
-    pub latency: Histogram<u64>,
+    /// Latency (`http_req_duration`) of the responses in the interval, encoded ("" when
+    /// there were none).
+    latency: String,
 }
 
 fn trend_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("valid bounds")
 }
 
-fn point() -> Point {
-    Point {
-        requests: 0,
-        failed: 0,
-        latency: Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, TIMELINE_SIGFIG)
-            .expect("valid bounds"),
+fn timeline_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, TIMELINE_SIGFIG).expect("valid bounds")
+}
+
+impl Point {
+    /// The interval's latency histogram (microseconds).
+    pub fn latency(&self) -> Histogram<u64> {
+        if self.latency.is_empty() {
+            timeline_histogram()
+        } else {
+            decode(&self.latency, TIMELINE_SIGFIG).expect("encoded by this process")
+        }
+    }
+
+    fn add(&mut self, other: &Point) {
+        self.requests += other.requests;
+        self.failed += other.failed;
+        if !other.latency.is_empty() {
+            let mut h = self.latency();
+            h.add(other.latency()).expect("same bounds");
+            self.latency = encode(&h);
+        }
     }
 }
 
@@ -208,30 +229,49 @@ impl Timeline {
         Timeline {
             interval: Duration::from_secs(1),
             points: Vec::new(),
+            live: None,
         }
     }
 
-    fn point_at(&mut self, at_ns: u64) -> &mut Point {
+    fn record(&mut self, at_ns: u64, failed: bool, latency_us: Option<u64>) {
         let mut idx = (at_ns / self.interval.as_nanos() as u64) as usize;
         while idx >= TIMELINE_MAX_POINTS {
             self.coarsen();
             idx = (at_ns / self.interval.as_nanos() as u64) as usize;
         }
         if idx >= self.points.len() {
-            self.points.resize_with(idx + 1, point);
+            self.points.resize_with(idx + 1, Point::default);
         }
-        &mut self.points[idx]
+        let p = &mut self.points[idx];
+        p.requests += 1;
+        p.failed += failed as u64;
+        let Some(v) = latency_us else { return };
+        match &mut self.live {
+            Some((i, h)) if *i == idx => h.saturating_record(v),
+            _ => {
+                self.seal();
+                let mut h = self.points[idx].latency();
+                h.saturating_record(v);
+                self.live = Some((idx, h));
+            }
+        }
+    }
+
+    /// Encodes the interval being recorded.
+    fn seal(&mut self) {
+        if let Some((i, h)) = self.live.take() {
+            self.points[i].latency = encode(&h);
+        }
     }
 
     /// Doubles the interval, merging neighbouring points exactly.
     fn coarsen(&mut self) {
+        self.seal();
         let old = std::mem::take(&mut self.points);
         for pair in old.chunks(2) {
             let mut p = pair[0].clone();
             if let Some(q) = pair.get(1) {
-                p.requests += q.requests;
-                p.failed += q.failed;
-                p.latency.add(&q.latency).expect("same bounds");
+                p.add(q);
             }
             self.points.push(p);
         }
@@ -239,7 +279,9 @@ impl Timeline {
     }
 
     fn merge(&mut self, other: &Timeline) {
+        self.seal();
         let mut other = other.clone();
+        other.seal();
         while other.interval < self.interval {
             other.coarsen();
         }
@@ -247,12 +289,10 @@ impl Timeline {
             self.coarsen();
         }
         if other.points.len() > self.points.len() {
-            self.points.resize_with(other.points.len(), point);
+            self.points.resize_with(other.points.len(), Point::default);
         }
         for (p, q) in self.points.iter_mut().zip(&other.points) {
-            p.requests += q.requests;
-            p.failed += q.failed;
-            p.latency.add(&q.latency).expect("same bounds");
+            p.add(q);
         }
         while self.points.len() > TIMELINE_MAX_POINTS {
             self.coarsen();
@@ -314,18 +354,19 @@ impl Results {
         }
         *self.status.entry(s.status).or_default() += 1;
         let failed = !(200..400).contains(&s.status);
-        let p = self.timeline.point_at(s.ended);
-        p.requests += 1;
-        p.failed += failed as u64;
-        p.latency.saturating_record(us(duration));
+        self.timeline.record(s.ended, failed, Some(us(duration)));
+    }
+
+    /// Finishes recording: encodes the timeline's open interval. Call before reading
+    /// `timeline.points`.
+    pub fn seal(&mut self) {
+        self.timeline.seal();
     }
 
     /// Records a request that got no response.
     pub fn record_error(&mut self, kind: ErrorKind, at_ns: u64) {
         *self.errors.entry(kind).or_default() += 1;
-        let p = self.timeline.point_at(at_ns);
-        p.requests += 1;
-        p.failed += 1;
+        self.timeline.record(at_ns, true, None);
     }
 
     /// Records a `Server-Timing` entry (`dur` in milliseconds).
@@ -399,6 +440,8 @@ impl Results {
     /// The serializable form, with every histogram encoded (HdrHistogram V2 + deflate +
     /// base64, the format HdrHistogram's own tools read).
     pub fn to_data(&self) -> ResultsData {
+        let mut timeline = self.timeline.clone();
+        timeline.seal();
         ResultsData {
             histograms: Trend::ALL
                 .iter()
@@ -424,15 +467,10 @@ impl Results {
             cpu_seconds: self.cpu.as_secs_f64(),
             cpus: self.cpus,
             timeline: TimelineData {
-                interval_seconds: self.timeline.interval.as_secs_f64(),
-                requests: self.timeline.points.iter().map(|p| p.requests).collect(),
-                failed: self.timeline.points.iter().map(|p| p.failed).collect(),
-                latency: self
-                    .timeline
-                    .points
-                    .iter()
-                    .map(|p| encode(&p.latency))
-                    .collect(),
+                interval_seconds: timeline.interval.as_secs_f64(),
+                requests: timeline.points.iter().map(|p| p.requests).collect(),
+                failed: timeline.points.iter().map(|p| p.failed).collect(),
+                latency: timeline.points.into_iter().map(|p| p.latency).collect(),
             },
         }
     }
@@ -479,10 +517,13 @@ impl Results {
             Duration::try_from_secs_f64(tl.interval_seconds).context("bad interval_seconds")?;
         ensure!(!r.timeline.interval.is_zero(), "timeline interval is zero");
         for i in 0..tl.requests.len() {
+            if !tl.latency[i].is_empty() {
+                decode(&tl.latency[i], TIMELINE_SIGFIG).context("in the timeline")?;
+            }
             r.timeline.points.push(Point {
                 requests: tl.requests[i],
                 failed: tl.failed[i],
-                latency: decode(&tl.latency[i], TIMELINE_SIGFIG).context("in the timeline")?,
+                latency: tl.latency[i].clone(),
             });
         }
         Ok(r)
@@ -555,7 +596,7 @@ pub struct TimelineData {
     pub requests: Vec<u64>,
     /// Failed requests per interval.
     pub failed: Vec<u64>,
-    /// Latency histogram per interval (microseconds), encoded.
+    /// Latency histogram per interval (microseconds), encoded; "" for none.
     pub latency: Vec<String>,
 }
 
@@ -592,8 +633,9 @@ mod tests {
         )
         .unwrap();
         a.merge(&b);
+        all.seal();
         for t in Trend::ALL {
-            assert_eq!(a.trend(t), all.trend(t), "{}", t.name());
+            assert!(a.trend(t) == all.trend(t), "{} differs", t.name());
         }
         assert_eq!(a.status, all.status);
         assert_eq!(a.errors, all.errors);
@@ -601,7 +643,7 @@ mod tests {
         assert_eq!(a.timeline.points.len(), all.timeline.points.len());
         for (p, q) in a.timeline.points.iter().zip(&all.timeline.points) {
             assert_eq!((p.requests, p.failed), (q.requests, q.failed));
-            assert_eq!(p.latency, q.latency);
+            assert!(p.latency() == q.latency(), "timeline latency differs");
         }
     }
 

@@ -100,12 +100,6 @@ pub struct RunArgs {
     /// Write a self-contained HTML report with charts.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// Keep each worker thread polling for events instead of sleeping between them. Where
-    /// waking an idle CPU is expensive (virtual machines: an interrupt and a VM exit per
-    /// wake-up) this raises throughput and lowers latency, at the price of one busy core per
-    /// thread; loadrig_cpu then reads 100 %.
-    #[arg(long)]
-    pub busy_poll: bool,
     /// No live progress line on stderr (it is only shown on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
@@ -218,7 +212,6 @@ impl RunArgs {
                     share,
                 },
                 threads,
-                busy_poll: self.busy_poll,
             },
             thresholds,
             info,

@@ -171,8 +171,9 @@ fn over_time(r: &Results) -> String {
         points
             .iter()
             .enumerate()
-            .filter(|(_, p)| !p.latency.is_empty())
-            .map(|(i, p)| (at(i), p.latency.value_at_quantile(q) as f64 / 1000.0))
+            .map(|(i, p)| (i, p.latency()))
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(i, h)| (at(i), h.value_at_quantile(q) as f64 / 1000.0))
             .collect()
     };
     let latency = chart(
