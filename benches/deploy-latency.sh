@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 N=${N:-20}
 unset RUST_BACKTRACE
 rustup target add wasm32-wasip2 >/dev/null
-(cd examples/hello && cargo build --release --quiet)
+(cd examples/apps && cargo build --release --quiet)
 cargo build --release --quiet -p edge
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -68,7 +68,7 @@ for label, hp, ap in (("empty cache", cold_http, cold_admin), ("warm cache", war
     samples.sort()
     rows[label] = (statistics.median(samples), samples[int(0.9 * (n - 1))], samples[-1],
                    statistics.median(compile_ms))
-print(f"deploy -> first 200 for examples/hello, {n} deploys each (ms)")
+print(f"deploy -> first 200 for examples/apps, {n} deploys each (ms)")
 print(f"{'':<12} {'p50':>8} {'p90':>8} {'max':>8} {'compile p50':>12}")
 for label, (p50, p90, mx, comp) in rows.items():
     print(f"{label:<12} {p50:8.1f} {p90:8.1f} {mx:8.1f} {comp:12.1f}")

@@ -26,7 +26,7 @@ wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.' \
   || { echo "wasmtime 48 not found: cargo install wasmtime-cli --version 48.0.8 --locked (or INSTALL=1)" >&2; exit 1; }
 
 rustup target add wasm32-wasip2 >/dev/null
-(cd examples/hello && cargo build --release --quiet)
+(cd examples/apps && cargo build --release --quiet)
 cargo build --release --quiet -p edge
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

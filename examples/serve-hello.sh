@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null
-(cd examples/hello && cargo build --release)
+(cd examples/apps && cargo build --release)
 mkdir -p target/apps
 cp target/wasm/wasm32-wasip2/release/hello.wasm target/apps/hello.wasm
 unset RUST_BACKTRACE

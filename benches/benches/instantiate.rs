@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Empty};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Builds `examples/hello` for wasm32-wasip2 (a no-op when it is up to date).
+/// Builds `examples/apps` for wasm32-wasip2 (a no-op when it is up to date).
 fn hello_wasm() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = root.join("target/wasm");
@@ -26,12 +26,12 @@ fn hello_wasm() -> PathBuf {
         .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
         .arg("--target-dir")
         .arg(&target)
-        .current_dir(root.join("examples/hello"))
+        .current_dir(root.join("examples/apps"))
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .status()
         .expect("running cargo");
-    assert!(status.success(), "building examples/hello failed");
+    assert!(status.success(), "building examples/apps failed");
     target.join("wasm32-wasip2/release/hello.wasm")
 }
 

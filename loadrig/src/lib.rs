@@ -13,6 +13,7 @@
 //! coordinated omission); the uncorrected histogram is kept beside it.
 
 pub mod commands;
+pub mod compare;
 pub mod drive;
 pub mod h1;
 pub mod plan;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use loadrig::commands::{Usage, Verdict, merge::MergeArgs, run::RunArgs};
+use loadrig::commands::{Usage, Verdict, compare::CompareArgs, merge::MergeArgs, run::RunArgs};
 
 /// An HTTP load generator: closed and open (coordinated-omission-corrected) models,
 /// k6-named phases, HDR histograms, thresholds, and mergeable split runs.
@@ -18,6 +18,7 @@ struct Cli {
 enum Command {
     Run(Box<RunArgs>),
     Merge(MergeArgs),
+    Compare(CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Run(args) => args.execute(),
         Command::Merge(args) => args.execute(),
+        Command::Compare(args) => args.execute(),
     };
     match outcome {
         Ok(Verdict::Passed) => ExitCode::SUCCESS,

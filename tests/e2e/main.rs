@@ -1,5 +1,5 @@
 //! End-to-end tests of `edge`: the real binary, real sockets on port 0, and guest
-//! components built from source (`examples/hello`, `tests/guests`) by the harness.
+//! components built from source (`examples/apps`, `tests/guests`) by the harness.
 #![allow(missing_docs, unreachable_pub)]
 
 /// The harness: building guests, apps directories, starting `edge`, an HTTP client.

@@ -25,7 +25,7 @@ pub fn guest(name: &str) -> PathBuf {
     let out = OUT.get_or_init(|| {
         let root = repo_root();
         let target = root.join("target").join("wasm");
-        for crate_dir in ["examples/hello", "tests/guests"] {
+        for crate_dir in ["examples/apps", "tests/guests"] {
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
                 .arg("--target-dir")

@@ -19,6 +19,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+mod compare;
+
 /// When the hello server stops answering: from `STALL_AFTER` after its first request, for
 /// `STALL_FOR`.
 const STALL_AFTER: Duration = Duration::from_millis(800);
@@ -118,7 +120,7 @@ fn raw_server(response: &'static [u8], close: bool, reset: bool) -> SocketAddr {
     })
 }
 
-fn loadrig(args: &[&str]) -> Output {
+pub(crate) fn loadrig(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadrig"))
         .args(args)
         .env_remove("RUST_BACKTRACE")
@@ -126,7 +128,7 @@ fn loadrig(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> (String, String) {
+pub(crate) fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -156,7 +158,7 @@ fn trend(doc: &Value, metric: &str, agg: &str) -> f64 {
     doc["metrics"][metric]["values"][agg].as_f64().unwrap()
 }
 
-fn tmp() -> tempfile::TempDir {
+pub(crate) fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 

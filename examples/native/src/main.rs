@@ -1,45 +1,67 @@
 //! `native`: the example apps as a plain hyper server, the baseline edge is measured
-//! against. Each app's logic is the very file its wasm build uses; only the entry point
+//! against. The handlers are the `apps` library the wasm builds use; only the entry point
 //! differs.
 //!
 //! ```text
-//! native --app hello --listen 127.0.0.1:0     # prints `Serving HTTP on http://ADDR/`
+//! native --app site --listen 127.0.0.1:0     # prints `Serving HTTP on http://ADDR/`
 //! ```
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, body::Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-
-#[path = "../../hello/src/app.rs"]
-mod hello;
 
 /// Serve one example app natively.
 #[derive(Debug, Parser)]
 struct Args {
     /// The example to serve.
-    #[arg(long, default_value = "hello", value_parser = ["hello"])]
+    #[arg(long, default_value = "hello", value_parser = apps::APPS)]
     app: String,
     /// Address to listen on (port 0 picks a free port; the startup line says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 }
 
-async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::builder()
-        .header("content-type", hello::CONTENT_TYPE)
-        .body(Full::new(Bytes::from_static(hello::BODY.as_bytes())))
-        .expect("valid response"))
+type Handler = fn(&apps::Request<'_>) -> apps::Reply;
+
+async fn serve(req: Request<Incoming>, handle: Handler) -> anyhow::Result<Response<Full<Bytes>>> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, apps::MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(Response::builder()
+                .status(413)
+                .body(Full::new(Bytes::from_static(b"request body too large\n")))?);
+        }
+    };
+    let reply = handle(&apps::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        if_none_match: parts
+            .headers
+            .get("if-none-match")
+            .and_then(|v| v.to_str().ok()),
+        body: &body,
+    });
+    let mut response = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(*name, value.as_ref());
+    }
+    let body = match reply.body {
+        std::borrow::Cow::Borrowed(b) => Bytes::from_static(b),
+        std::borrow::Cow::Owned(b) => Bytes::from(b),
+    };
+    Ok(response.body(Full::new(body))?)
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let handle = apps::handler(&args.app).expect("clap checked the name");
     // One thread, like one edge HTTP worker: the comparison is per core.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -53,7 +75,7 @@ fn main() -> anyhow::Result<()> {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(hello);
+                let service = hyper::service::service_fn(move |req| serve(req, handle));
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

@@ -1,5 +1,6 @@
 //! The subcommands, one file each: a clap struct and `execute`.
 
+pub mod compare;
 pub mod merge;
 pub mod run;
 

@@ -93,24 +93,8 @@ fn chart(title: &str, y_unit: &str, series: &[Series], x_ticks: &[(f64, String)]
 /// The latency percentile spectrum (HdrHistogram's classic plot): x is 1/(1−p) on a log
 /// scale, so the tail gets as much room as the median.
 fn spectrum(r: &Results) -> String {
-    let line = |t: Trend| -> Vec<(f64, f64)> {
-        let h = r.trend(t);
-        if h.is_empty() {
-            return Vec::new();
-        }
-        (0..=50)
-            .map(|i| {
-                let x = i as f64 / 10.0; // 0..5 → p = 1 − 10^−x, up to 99.999 %
-                let q = 1.0 - 10f64.powf(-x);
-                (x, h.value_at_quantile(q) as f64 / 1000.0)
-            })
-            .collect()
-    };
-    let ticks: Vec<(f64, String)> = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as f64, (*l).to_owned()))
-        .collect();
+    let line = |t: Trend| spectrum_line(r, t);
+    let ticks = spectrum_ticks();
     chart(
         "Latency by percentile (http_req_duration, corrected and uncorrected)",
         "ms",
@@ -127,6 +111,49 @@ fn spectrum(r: &Results) -> String {
             },
         ],
         &ticks,
+    )
+}
+
+fn spectrum_line(r: &Results, t: Trend) -> Vec<(f64, f64)> {
+    let h = r.trend(t);
+    if h.is_empty() {
+        return Vec::new();
+    }
+    (0..=50)
+        .map(|i| {
+            let x = i as f64 / 10.0; // 0..5 → p = 1 − 10^−x, up to 99.999 %
+            let q = 1.0 - 10f64.powf(-x);
+            (x, h.value_at_quantile(q) as f64 / 1000.0)
+        })
+        .collect()
+}
+
+fn spectrum_ticks() -> Vec<(f64, String)> {
+    ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as f64, (*l).to_owned()))
+        .collect()
+}
+
+/// Two runs' `http_req_duration` spectra on one chart (for `loadrig compare`).
+pub fn spectrum_pair(native: &Results, wasm: &Results) -> String {
+    chart(
+        "Latency by percentile (http_req_duration)",
+        "ms",
+        &[
+            Series {
+                name: "native",
+                color: "#2471a3",
+                points: spectrum_line(native, Trend::Duration),
+            },
+            Series {
+                name: "wasm",
+                color: "#c0392b",
+                points: spectrum_line(wasm, Trend::Duration),
+            },
+        ],
+        &spectrum_ticks(),
     )
 }
 

@@ -1,0 +1,8 @@
+//! The `hello` example as a wasi:http component; the logic is `apps::hello`.
+
+#[wstd::http_server]
+async fn main(
+    request: wstd::http::Request<wstd::http::Body>,
+) -> Result<wstd::http::Response<wstd::http::Body>, wstd::http::Error> {
+    apps::serve(request, apps::hello::handle).await
+}
