@@ -15,25 +15,9 @@ use edge::manifest::Manifest;
 use edge::router::Router;
 use edge::server::Server;
 use http_body_util::{BodyExt, Empty};
-use std::path::PathBuf;
-use std::process::Command;
 
-/// Builds `examples/apps` for wasm32-wasip2 (a no-op when it is up to date).
-fn hello_wasm() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = root.join("target/wasm");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
-        .arg("--target-dir")
-        .arg(&target)
-        .current_dir(root.join("examples/apps"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("running cargo");
-    assert!(status.success(), "building examples/apps failed");
-    target.join("wasm32-wasip2/release/hello.wasm")
-}
+mod support;
+use support::hello_wasm;
 
 fn bench_request(c: &mut Criterion) {
     let wasm = hello_wasm();
