@@ -4,6 +4,7 @@
 //! in a manifest's `paths` (on any host); the first label of the Host (`hello.localhost`
 //! and `hello.example.com` both go to app `hello`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -12,8 +13,9 @@ use std::sync::Arc;
 pub struct Router<A> {
     by_name: HashMap<String, Arc<A>>,
     by_host: HashMap<String, Arc<A>>,
-    /// Sorted longest first, so the first match is the most specific.
-    by_prefix: Vec<(String, Arc<A>)>,
+    /// Path prefixes (no trailing `/`). A request looks up its own path and each of its
+    /// `/`-prefixes, longest first: a few hash lookups however many apps there are.
+    by_prefix: HashMap<String, Arc<A>>,
 }
 
 impl<A> Default for Router<A> {
@@ -21,7 +23,7 @@ impl<A> Default for Router<A> {
         Router {
             by_name: HashMap::new(),
             by_host: HashMap::new(),
-            by_prefix: Vec::new(),
+            by_prefix: HashMap::new(),
         }
     }
 }
@@ -55,35 +57,44 @@ impl<A: Routable> Router<A> {
                 router.by_host.insert(host.clone(), app.clone());
             }
             for prefix in app.paths() {
-                if router.by_prefix.iter().any(|(p, _)| p == prefix) {
+                if router.by_prefix.contains_key(prefix) {
                     tracing::warn!(
                         "path prefix `{prefix}` is claimed twice; `{}` loses it",
                         app.name()
                     );
                     continue;
                 }
-                router.by_prefix.push((prefix.clone(), app.clone()));
+                router.by_prefix.insert(prefix.clone(), app.clone());
             }
             router.by_name.insert(app.name().to_string(), app);
         }
-        router
-            .by_prefix
-            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         router
     }
 
     /// The app for a request to `host` (a Host header value, port allowed) and `path`.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<A>> {
-        let host = strip_port(host).to_ascii_lowercase();
-        if let Some(app) = self.by_host.get(&host) {
+        // Hosts are nearly always lowercase already: allocate only when they are not.
+        let host = strip_port(host);
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        if let Some(app) = self.by_host.get(host.as_ref()) {
             return Some(app);
         }
-        let by_prefix = self.by_prefix.iter().find(|(prefix, _)| {
-            path.strip_prefix(prefix.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.is_empty())
-        });
-        if let Some((_, app)) = by_prefix {
-            return Some(app);
+        if !self.by_prefix.is_empty() {
+            // `/api/v2/x` tries `/api/v2/x`, `/api/v2`, `/api`, then `` (a catch-all).
+            let mut candidate = path;
+            loop {
+                if let Some(app) = self.by_prefix.get(candidate) {
+                    return Some(app);
+                }
+                match candidate.rfind('/') {
+                    Some(i) => candidate = &candidate[..i],
+                    None => break,
+                }
+            }
         }
         let label = host.split('.').next().unwrap_or("");
         self.by_name.get(label)
@@ -152,5 +163,18 @@ mod tests {
         assert_eq!(name("other.test", "/apix"), None);
         assert_eq!(name("nope.localhost", "/"), None);
         assert_eq!(name("[::1]:8080", "/"), None);
+        assert_eq!(name("other.test", "/api/"), Some("api"));
+        assert_eq!(name("other.test", "/api/v2"), Some("v2"));
+        assert_eq!(name("other.test", "/api/v20"), Some("api"));
+    }
+
+    #[test]
+    fn an_empty_prefix_catches_every_path() {
+        let r = Router::new([Arc::new(T("all", vec![], vec!["".into()]))]);
+        assert_eq!(
+            r.route("x.test", "/anything/at/all").map(|a| a.0),
+            Some("all")
+        );
+        assert_eq!(r.route("x.test", "/").map(|a| a.0), Some("all"));
     }
 }
