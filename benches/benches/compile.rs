@@ -1,5 +1,6 @@
 //! What a deploy costs before the first request: compiling the hello component with
-//! Cranelift (a cache miss) against loading it from edge's compile cache (a hit).
+//! Cranelift or with Winch (the baseline tier) on a cache miss, against loading it from
+//! edge's compile cache (a hit).
 //!
 //! `cargo bench -p edge-benches --bench compile`
 #![allow(missing_docs)]
@@ -22,6 +23,10 @@ fn bench_compile(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("cranelift (cache miss)", |b| {
         b.iter(|| Component::new(&engine.engine, &bytes).unwrap())
+    });
+    let winch = EdgeEngine::baseline().unwrap();
+    group.bench_function("winch (baseline tier)", |b| {
+        b.iter(|| Component::new(&winch.engine, &bytes).unwrap())
     });
     group.bench_function("cache hit", |b| {
         b.iter(|| cache.load(&engine.engine, "hello").expect("a cache entry"))

@@ -35,6 +35,7 @@ fn bench_request(c: &mut Criterion) {
         let loader = Loader {
             linker: edge::prepare::linker(&engine.engine).unwrap(),
             engine: engine.clone(),
+            baseline: None,
             cache: None,
             defaults: Limits::default(),
         };
@@ -45,12 +46,7 @@ fn bench_request(c: &mut Criterion) {
                 Validated::read(&wasm).unwrap(),
             ))
             .unwrap();
-        let server = Server::new(
-            engine.engine.clone(),
-            64,
-            Default::default(),
-            Router::new([app.into()]),
-        );
+        let server = Server::new(64, Default::default(), Router::new([app.into()]));
         group.bench_function(label, |b| {
             b.to_async(&rt).iter(|| async {
                 let req = hyper::Request::builder()

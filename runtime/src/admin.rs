@@ -132,7 +132,7 @@ pub async fn serve(listener: TcpListener, control: Arc<Control>, token: Token) {
     }
 }
 
-async fn respond(control: &Control, token: &Token, req: Request<Incoming>) -> AdminResponse {
+async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) -> AdminResponse {
     if !token.accepts(req.headers().get(AUTHORIZATION)) {
         let mut resp = error(
             StatusCode::UNAUTHORIZED,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 
 /// What loading needs, shared by every app of a server.
 pub struct Loader {
@@ -22,14 +22,37 @@ pub struct Loader {
     pub engine: EdgeEngine,
     /// Host imports, linked once.
     pub linker: Linker<Host>,
+    /// The baseline tier for deploys that miss the cache (`None`: always Cranelift).
+    pub baseline: Option<Baseline>,
     /// The compiled-code cache, if enabled.
     pub cache: Option<Cache>,
     /// Server-wide limits that manifests override.
     pub defaults: Limits,
 }
 
+/// The baseline-tier engine and its linker.
+pub struct Baseline {
+    /// The Winch engine.
+    pub engine: EdgeEngine,
+    /// Host imports for it.
+    pub linker: Linker<Host>,
+}
+
+/// Which compiler produced an app's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Cranelift: the optimized code every app ends up with.
+    Optimized,
+    /// Winch: served right after a deploy that missed the cache, until Cranelift is done.
+    Baseline,
+}
+
 /// A loaded app version, ready to serve.
 pub struct App {
+    /// The engine its code was compiled for: each request's store is made on it.
+    pub engine: wasmtime::Engine,
+    /// Which compiler produced its code.
+    pub tier: Tier,
     /// The app's name (its file stem).
     pub name: String,
     /// Its validated manifest.
@@ -184,6 +207,8 @@ impl Loader {
             total: start.elapsed(),
         };
         Ok(App {
+            engine: self.engine.engine.clone(),
+            tier: Tier::Optimized,
             name,
             config,
             prepared,
@@ -191,6 +216,70 @@ impl Loader {
             permits,
             digest: app.digest,
             report,
+            version: None,
+            manifest_text: None,
+            stamp: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Like [`Loader::load`], but a component the cache has not seen (and that needs no
+    /// pre-initialization) is compiled by the baseline tier, which is several times faster:
+    /// the caller serves it at once and calls [`Loader::load`] in the background for the
+    /// optimized code. Anything the baseline tier cannot compile goes through Cranelift.
+    pub async fn load_quick(&self, name: String, config: AppConfig, app: Validated) -> Result<App> {
+        let Some(baseline) = &self.baseline else {
+            return self.load(name, config, app).await;
+        };
+        let cached = self
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.entry_path(&app.digest).exists());
+        if cached || load::wants_preinit(&app.bytes)? {
+            return self.load(name, config, app).await;
+        }
+        let start = Instant::now();
+        let engine = baseline.engine.engine.clone();
+        let bytes = app.bytes.clone();
+        let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .context("the compiler thread panicked")?;
+        let component = match compiled {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(
+                    "baseline tier declined `{name}` ({e:#}); compiling with Cranelift"
+                );
+                return self.load(name, config, app).await;
+            }
+        };
+        let compile = start.elapsed();
+        let link_start = Instant::now();
+        let prepared = prepare::prepare(&baseline.linker, &component)?;
+        let link = link_start.elapsed();
+        let guest = GuestEnv {
+            app: Arc::from(name.as_str()),
+            env: config.env.clone(),
+            memory_limit: config.limits.memory as usize,
+            outbound: Arc::new(config.outbound.clone()),
+        };
+        let permits = (config.limits.max_concurrency < self.defaults.max_concurrency)
+            .then(|| Arc::new(Semaphore::new(config.limits.max_concurrency)));
+        Ok(App {
+            engine: baseline.engine.engine.clone(),
+            tier: Tier::Baseline,
+            name,
+            config,
+            prepared,
+            guest,
+            permits,
+            digest: app.digest,
+            report: LoadReport {
+                cache_hit: false,
+                preinit: None,
+                compile: Some(compile),
+                link,
+                total: start.elapsed(),
+            },
             version: None,
             manifest_text: None,
             stamp: std::sync::Mutex::new(None),

@@ -5,7 +5,7 @@
 //! stores it durably, and only then swaps a new routing table in. Requests already running
 //! keep the version they started on; a failed change leaves everything as it was.
 
-use crate::app::{App, FileStamp, Loader, app_files, check_name};
+use crate::app::{App, FileStamp, Loader, Tier, app_files, check_name};
 use crate::load::Validated;
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -57,8 +57,11 @@ pub struct DeployReport {
     pub validate_ms: f64,
     /// Running `wizer-initialize`, in ms, when the component exports it.
     pub preinit_ms: Option<f64>,
-    /// Cranelift, in ms; `None` when the code came from the cache.
+    /// Compiling, in ms; `None` when the code came from the cache.
     pub compile_ms: Option<f64>,
+    /// `optimized` (Cranelift, or the cache), or `baseline` (Winch): a deploy that missed
+    /// the cache serves baseline code at once and switches to Cranelift's when it is ready.
+    pub tier: String,
     /// Storing the version durably, in ms.
     pub store_ms: f64,
     /// From upload received to serving, in ms.
@@ -97,6 +100,9 @@ pub struct Control {
     /// Files a rescan failed to load, by app, so an unchanged broken file is reported once
     /// rather than on every scan.
     failed: Mutex<BTreeMap<String, FileStamp>>,
+    /// Background Cranelift compiles in flight, by digest: a rollback to such a version
+    /// waits for its code rather than compiling it a second time.
+    optimizing: Mutex<BTreeMap<String, tokio::sync::watch::Receiver<bool>>>,
 }
 
 /// Marks an app busy for the duration of one change.
@@ -131,6 +137,7 @@ impl Control {
             apps: Mutex::new(BTreeMap::new()),
             busy: Mutex::new(HashSet::new()),
             failed: Mutex::new(BTreeMap::new()),
+            optimizing: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -174,17 +181,21 @@ impl Control {
         name: &str,
         wasm: Vec<u8>,
         manifest: Option<String>,
+        quick: bool,
     ) -> Result<App, ControlError> {
         let config = self
             .loader
             .resolve_manifest(manifest.as_deref())
             .map_err(|e| ControlError::Invalid(e.context("invalid manifest")))?;
         let validated = Validated::from_bytes(wasm).map_err(ControlError::Invalid)?;
-        let mut app = self
-            .loader
-            .load(name.to_string(), config, validated)
-            .await
-            .map_err(ControlError::Invalid)?;
+        let load = if quick {
+            self.loader
+                .load_quick(name.to_string(), config, validated)
+                .await
+        } else {
+            self.loader.load(name.to_string(), config, validated).await
+        };
+        let mut app = load.map_err(ControlError::Invalid)?;
         app.manifest_text = manifest;
         Ok(app)
     }
@@ -215,7 +226,7 @@ impl Control {
 
     /// Deploys `wasm` (and `manifest`) as a new version of `name`.
     pub async fn deploy(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         wasm: Vec<u8>,
         manifest: Option<String>,
@@ -233,7 +244,7 @@ impl Control {
     }
 
     async fn try_deploy(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         wasm: Vec<u8>,
         manifest: Option<String>,
@@ -247,7 +258,9 @@ impl Control {
             });
         }
         let _busy = self.lock(name)?;
-        let mut app = self.build(name, wasm.clone(), manifest.clone()).await?;
+        let mut app = self
+            .build(name, wasm.clone(), manifest.clone(), true)
+            .await?;
         let store_start = Instant::now();
         let meta = self
             .storage
@@ -266,19 +279,80 @@ impl Control {
         let checks = r.total - r.preinit.unwrap_or_default() - r.compile.unwrap_or_default();
         let report = DeployReport {
             name: name.to_string(),
-            version: meta.version,
+            version: meta.version.clone(),
             digest: app.digest.clone(),
             validate_ms: ms(checks),
             preinit_ms: app.report.preinit.map(ms),
             compile_ms: app.report.compile.map(ms),
+            tier: match app.tier {
+                Tier::Optimized => "optimized".into(),
+                Tier::Baseline => "baseline".into(),
+            },
             store_ms,
             total_ms: 0.0,
         };
+        let baseline = app.tier == Tier::Baseline;
         self.install(app);
+        if baseline {
+            self.optimize_later(name.to_string(), wasm, manifest, meta);
+        }
         Ok(DeployReport {
             total_ms: ms(start.elapsed()),
             ..report
         })
+    }
+
+    /// Compiles a version serving baseline code with Cranelift in the background, then
+    /// swaps the optimized code in — unless the app changed meanwhile.
+    fn optimize_later(
+        self: &Arc<Self>,
+        name: String,
+        wasm: Vec<u8>,
+        manifest: Option<String>,
+        version: VersionMeta,
+    ) {
+        let control = self.clone();
+        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+        self.optimizing
+            .lock()
+            .unwrap()
+            .insert(version.digest.clone(), done_rx);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let built = control.build(&name, wasm, manifest, false).await;
+            control.optimizing.lock().unwrap().remove(&version.digest);
+            let _ = done_tx.send(true);
+            let mut app = match built {
+                Ok(app) => app,
+                Err(e) => {
+                    tracing::warn!(app = %name, "cannot optimize `{name}` {}: {e}; it keeps its baseline code", version.version);
+                    return;
+                }
+            };
+            let mut apps = control.apps.lock().unwrap();
+            let Some(current) = apps.get(&name) else {
+                return;
+            };
+            let same = current.tier == Tier::Baseline
+                && current.digest == app.digest
+                && current.version.as_ref().map(|v| &v.version) == Some(&version.version);
+            if !same {
+                tracing::debug!(
+                    "`{name}` changed while it was being optimized; dropping that code"
+                );
+                return;
+            }
+            *app.stamp.lock().unwrap() = current.stamp.lock().unwrap().clone();
+            app.version = Some(version.clone());
+            apps.insert(name.clone(), Arc::new(app));
+            control.publish(&apps);
+            tracing::info!(
+                app = %name, version = %version.version,
+                "optimized `{name}` {}: Cranelift code serves from now on ({:.1} ms after the deploy)",
+                version.version,
+                ms(start.elapsed())
+            );
+        });
     }
 
     /// Makes a stored version current again: `to`, or the one before the current one.
@@ -329,7 +403,11 @@ impl Control {
             .storage
             .read_version(name, &target.version)
             .map_err(ControlError::Internal)?;
-        let mut app = self.build(name, wasm, manifest).await?;
+        let pending = self.optimizing.lock().unwrap().get(&target.digest).cloned();
+        if let Some(mut done) = pending {
+            let _ = done.wait_for(|d| *d).await;
+        }
+        let mut app = self.build(name, wasm, manifest, false).await?;
         self.storage
             .make_current(name, &target.version)
             .map_err(ControlError::Internal)?;

@@ -81,6 +81,21 @@ impl EdgeEngine {
         }
     }
 
+    /// The baseline-tier engine: Winch, a single-pass compiler that compiles several times
+    /// faster than Cranelift into slower code. A deploy that misses the cache serves from
+    /// it at once while Cranelift compiles in the background. Instances come from the OS on
+    /// demand: the baseline tier lives for a fraction of a second and needs no pool.
+    pub fn baseline() -> Result<EdgeEngine> {
+        let mut config = base_config();
+        config.strategy(wasmtime::Strategy::Winch);
+        Ok(EdgeEngine {
+            engine: Engine::new(&config)
+                .map_err(anyhow::Error::from)
+                .context("cannot create the baseline (Winch) engine")?,
+            pooling: false,
+        })
+    }
+
     /// Starts the one epoch ticker of this engine. It stops when the returned guard drops.
     pub fn start_epoch_ticker(&self) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));

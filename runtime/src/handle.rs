@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -148,7 +148,6 @@ pub fn text_response(status: StatusCode, body: String) -> Response<HyperOutgoing
 /// Runs `req` on a fresh instance of `app`. `server_permits` bounds instances across the
 /// whole server (it is sized to the instance pool).
 pub async fn handle<B>(
-    engine: &Engine,
     server_permits: &Arc<Semaphore>,
     metrics: &Metrics,
     app: &Arc<App>,
@@ -170,7 +169,8 @@ where
     }
     let permits = admit(server_permits, app)?;
 
-    let mut store = Store::new(engine, Host::new(&app.guest));
+    // The app's own engine: Cranelift's, or Winch's while a fresh deploy is optimized.
+    let mut store = Store::new(&app.engine, Host::new(&app.guest));
     store.limiter(|host| &mut host.limiter);
     // Wasm yields to the executor at every epoch tick, so a spinning guest holds a worker
     // thread for one tick at a time and the deadline below can always fire.

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use wasmtime::Engine;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 impl Routable for App {
@@ -35,23 +34,16 @@ impl Routable for App {
 
 /// The state every connection shares.
 pub struct Server {
-    engine: Engine,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
     apps: ArcSwap<Router<App>>,
 }
 
 impl Server {
-    /// A server running `apps` on `engine`, with at most `max_concurrency` requests in
-    /// flight.
-    pub fn new(
-        engine: Engine,
-        max_concurrency: usize,
-        metrics: Arc<Metrics>,
-        apps: Router<App>,
-    ) -> Arc<Server> {
+    /// A server running `apps` (each on its own engine), with at most `max_concurrency`
+    /// requests in flight.
+    pub fn new(max_concurrency: usize, metrics: Arc<Metrics>, apps: Router<App>) -> Arc<Server> {
         Arc::new(Server {
-            engine,
             metrics,
             permits: Arc::new(Semaphore::new(max_concurrency)),
             apps: ArcSwap::from_pointee(apps),
@@ -80,7 +72,7 @@ impl Server {
             Err(e) => return e.into_response(),
         };
         let start = Instant::now();
-        let result = handle::handle(&self.engine, &self.permits, &self.metrics, &app, req).await;
+        let result = handle::handle(&self.permits, &self.metrics, &app, req).await;
         let resp = result.unwrap_or_else(|e| {
             if let Some(kill) = e.kill() {
                 self.metrics.kill(&app.name, kill);

@@ -523,3 +523,83 @@ async fn requests_in_flight_finish_on_the_version_they_started_on() {
     assert!(!in_flight.is_finished());
     assert_eq!(in_flight.await.unwrap().body, "slept 1500");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_deploy_serves_baseline_code_at_once_then_optimized_code() {
+    let apps = Apps::new();
+    let cache = apps.path().join("own-cache");
+    let cache = cache.to_str().unwrap();
+    let edge = Edge::start_with_token(apps.path(), &["--cache-dir", cache], TOKEN);
+    let (ok, out, err) = cli(&edge, TOKEN, &["deploy", &path("hello"), "--name", "app"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("(baseline tier; optimizing in the background)"),
+        "{out}"
+    );
+    assert_eq!(
+        get(edge.addr, "app.localhost", "/").await.body,
+        "Hello from edge!\n"
+    );
+    edge.expect_log("optimized `app` v1: Cranelift code serves from now on");
+    assert_eq!(
+        get(edge.addr, "app.localhost", "/").await.body,
+        "Hello from edge!\n"
+    );
+    // The optimized code went to the cache: a rollback target or a restart compiles nothing.
+    drop(edge);
+    let edge = Edge::start_with_token(apps.path(), &["--cache-dir", cache], TOKEN);
+    edge.expect_log("loaded app `app` (cache hit, not recompiled)");
+    drop(edge);
+
+    // `--no-baseline`: Cranelift compiles before the deploy answers.
+    let other = apps.path().join("other-cache");
+    let edge = Edge::start_with_token(
+        apps.path(),
+        &["--cache-dir", other.to_str().unwrap(), "--no-baseline"],
+        TOKEN,
+    );
+    let (ok, out, err) = cli(&edge, TOKEN, &["deploy", &path("counter"), "--name", "c"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("compile ") && !out.contains("baseline"),
+        "{out}"
+    );
+    assert_eq!(get(edge.addr, "c.localhost", "/").await.body, "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_code_is_held_to_the_same_limits() {
+    // Each deploy misses its own empty cache, so the first requests run Winch's code; the
+    // kills must hold there exactly as for Cranelift's.
+    let apps = Apps::new();
+    apps.manifest("spin", "timeout = \"1s\"\n");
+    apps.manifest("memhog", "memory_limit = \"16MiB\"\n");
+    let cache = apps.path().join("own-cache");
+    let edge = Edge::start_with_token(
+        apps.path(),
+        &["--cache-dir", cache.to_str().unwrap()],
+        TOKEN,
+    );
+    // Each request goes out right after its deploy answers, while Cranelift is still
+    // compiling in the background (hundreds of milliseconds): it runs Winch's code.
+    for (guest_name, route, want) in [
+        ("spin", "/spin", 504),
+        ("memhog", "/hog?mib=64", 500),
+        ("trap", "/trap", 500),
+    ] {
+        let manifest = apps.path().join(format!("{guest_name}.toml"));
+        let mut args = vec!["deploy".to_string(), path(guest_name)];
+        if manifest.exists() {
+            args.extend(["--manifest".into(), manifest.to_string_lossy().into_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = cli(&edge, TOKEN, &args);
+        assert!(ok, "{err}");
+        assert!(out.contains("baseline tier"), "{out}");
+        let started = Instant::now();
+        let resp = get(edge.addr, &format!("{guest_name}.localhost"), route).await;
+        assert_eq!(resp.status, want, "{guest_name}: {}", resp.body);
+        assert!(started.elapsed() < Duration::from_secs(5), "{guest_name}");
+    }
+    edge.expect_log("memory-limit");
+}

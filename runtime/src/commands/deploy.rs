@@ -69,10 +69,13 @@ impl DeployArgs {
             r["total_ms"].as_f64().unwrap_or(0.0),
             opt(&r["validate_ms"]),
             opt(&r["preinit_ms"]),
-            if r["compile_ms"].is_null() {
-                "cached".to_string()
-            } else {
-                opt(&r["compile_ms"])
+            match (r["compile_ms"].is_null(), r["tier"].as_str()) {
+                (true, _) => "cached".to_string(),
+                (false, Some("baseline")) => format!(
+                    "{} (baseline tier; optimizing in the background)",
+                    opt(&r["compile_ms"])
+                ),
+                (false, _) => opt(&r["compile_ms"]),
             },
             opt(&r["store_ms"]),
         );
