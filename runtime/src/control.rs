@@ -85,6 +85,20 @@ pub struct AppInfo {
     pub deployed_at: Option<u64>,
     /// Every stored version id, oldest first.
     pub versions: Vec<String>,
+    /// `optimized` (Cranelift), or `baseline` (Winch) while a fresh deploy is optimized.
+    #[serde(default)]
+    pub tier: String,
+}
+
+/// How [`Control::build`] compiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// A deploy: the baseline tier when the cache misses.
+    Quick,
+    /// Cranelift (or the cache) before serving: rollbacks.
+    Full,
+    /// The background optimization of a baseline deploy.
+    Background,
 }
 
 /// The live apps and the operations that change them.
@@ -181,14 +195,28 @@ impl Control {
         name: &str,
         wasm: Vec<u8>,
         manifest: Option<String>,
-        quick: bool,
+        how: How,
     ) -> Result<App, ControlError> {
         let config = self
             .loader
             .resolve_manifest(manifest.as_deref())
             .map_err(|e| ControlError::Invalid(e.context("invalid manifest")))?;
         let validated = Validated::from_bytes(wasm).map_err(ControlError::Invalid)?;
-        let load = if quick {
+        // The same code being optimized in the background: wait for it (and its cache
+        // entry) rather than compiling it a second time.
+        let pending = match how {
+            How::Background => None,
+            How::Quick | How::Full => self
+                .optimizing
+                .lock()
+                .unwrap()
+                .get(&validated.digest)
+                .cloned(),
+        };
+        if let Some(mut done) = pending {
+            let _ = done.wait_for(|d| *d).await;
+        }
+        let load = if how == How::Quick {
             self.loader
                 .load_quick(name.to_string(), config, validated)
                 .await
@@ -259,7 +287,7 @@ impl Control {
         }
         let _busy = self.lock(name)?;
         let mut app = self
-            .build(name, wasm.clone(), manifest.clone(), true)
+            .build(name, wasm.clone(), manifest.clone(), How::Quick)
             .await?;
         let store_start = Instant::now();
         let meta = self
@@ -284,10 +312,7 @@ impl Control {
             validate_ms: ms(checks),
             preinit_ms: app.report.preinit.map(ms),
             compile_ms: app.report.compile.map(ms),
-            tier: match app.tier {
-                Tier::Optimized => "optimized".into(),
-                Tier::Baseline => "baseline".into(),
-            },
+            tier: tier_name(app.tier).into(),
             store_ms,
             total_ms: 0.0,
         };
@@ -319,7 +344,7 @@ impl Control {
             .insert(version.digest.clone(), done_rx);
         tokio::spawn(async move {
             let start = Instant::now();
-            let built = control.build(&name, wasm, manifest, false).await;
+            let built = control.build(&name, wasm, manifest, How::Background).await;
             control.optimizing.lock().unwrap().remove(&version.digest);
             let _ = done_tx.send(true);
             let mut app = match built {
@@ -403,11 +428,7 @@ impl Control {
             .storage
             .read_version(name, &target.version)
             .map_err(ControlError::Internal)?;
-        let pending = self.optimizing.lock().unwrap().get(&target.digest).cloned();
-        if let Some(mut done) = pending {
-            let _ = done.wait_for(|d| *d).await;
-        }
-        let mut app = self.build(name, wasm, manifest, false).await?;
+        let mut app = self.build(name, wasm, manifest, How::Full).await?;
         self.storage
             .make_current(name, &target.version)
             .map_err(ControlError::Internal)?;
@@ -454,6 +475,7 @@ impl Control {
                     .into_iter()
                     .map(|v| v.version)
                     .collect(),
+                tier: tier_name(app.tier).into(),
             })
             .collect()
     }
@@ -546,6 +568,13 @@ fn changed(live: &App, wasm: &std::path::Path) -> bool {
             hex::encode(sha2::Sha256::digest(&bytes)) != live.digest
         }
         Err(_) => false,
+    }
+}
+
+fn tier_name(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Optimized => "optimized",
+        Tier::Baseline => "baseline",
     }
 }
 
