@@ -57,8 +57,14 @@ impl Host {
         if !env.env.is_empty() {
             wasi.envs(&env.env);
         }
+        Host::with_wasi(wasi.build(), env)
+    }
+
+    /// A host state with a WASI context built by the caller (`edge build` gives the JS
+    /// engine its source on stdin and captures its output), the rest as for a request.
+    pub fn with_wasi(wasi: WasiCtx, env: &GuestEnv) -> Host {
         Host {
-            wasi: wasi.build(),
+            wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundHooks {

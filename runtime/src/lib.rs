@@ -21,6 +21,7 @@ pub mod control;
 pub mod engine;
 pub mod handle;
 pub mod host;
+pub mod js;
 pub mod load;
 pub mod manifest;
 pub mod metrics;

@@ -19,7 +19,19 @@ pub async fn preinit(
     timeout: Duration,
     bytes: &[u8],
 ) -> Result<Vec<u8>> {
-    let mut store = Store::new(engine, Host::new(env));
+    preinit_with(engine, linker, Host::new(env), timeout, bytes).await
+}
+
+/// [`preinit`] with a host state built by the caller (for what `wizer-initialize` reads and
+/// where its output goes).
+pub async fn preinit_with(
+    engine: &Engine,
+    linker: &Linker<Host>,
+    host: Host,
+    timeout: Duration,
+    bytes: &[u8],
+) -> Result<Vec<u8>> {
+    let mut store = Store::new(engine, host);
     store.limiter(|host| &mut host.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));

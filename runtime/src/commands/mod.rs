@@ -1,6 +1,7 @@
 //! Subcommands of the `edge` binary, one file each.
 
 pub mod apps;
+pub mod build;
 pub mod client;
 pub mod deploy;
 pub mod serve;
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve every app in a directory over HTTP.
     Serve(serve::ServeArgs),
+    /// Build a JavaScript app into a component.
+    Build(build::BuildArgs),
     /// Deploy a component to a running server.
     Deploy(deploy::DeployArgs),
     /// List the apps of a running server.
@@ -36,6 +39,7 @@ impl Command {
     pub fn execute(self) -> anyhow::Result<()> {
         match self {
             Command::Serve(args) => args.execute(),
+            Command::Build(args) => args.execute(),
             Command::Deploy(args) => args.execute(),
             Command::Apps(args) => args.execute(),
             Command::Rollback(args) => args.execute(),

@@ -1,0 +1,69 @@
+//! Builds the JavaScript engine component (`sdk-js/engine`, QuickJS-NG for wasm32-wasip2)
+//! that `edge build` embeds, so the `edge` binary alone turns a `.js` file into a component.
+//!
+//! The engine is a separate cargo project (its own target, C toolchain and profile), built
+//! here with a nested `cargo build` into the repository's `target/wasm`, where the test
+//! harness builds the other guests. Set `EDGE_JS_ENGINE=path/to/edge_js_engine.wasm` to
+//! embed a prebuilt engine instead (packagers, machines without the C toolchain).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let embedded = out.join("edge_js_engine.wasm");
+    println!("cargo:rerun-if-env-changed=EDGE_JS_ENGINE");
+    if let Some(prebuilt) = env::var_os("EDGE_JS_ENGINE") {
+        let prebuilt = PathBuf::from(prebuilt);
+        println!("cargo:rerun-if-changed={}", prebuilt.display());
+        copy(&prebuilt, &embedded);
+        return;
+    }
+
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let repo = manifest.parent().expect("runtime/ has a parent").to_path_buf();
+    let project = repo.join("sdk-js/engine");
+    for input in [
+        "sdk-js/engine/src",
+        "sdk-js/engine/Cargo.toml",
+        "sdk-js/engine/Cargo.lock",
+        "sdk-js/engine/.cargo/config.toml",
+        "sdk-js/js/web.js",
+    ] {
+        println!("cargo:rerun-if-changed={}", repo.join(input).display());
+    }
+    let target_dir = repo.join("target/wasm");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&project)
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // The host build's flags and target are not the guest's.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        other => panic!(
+            "building the JavaScript engine (sdk-js/engine) for wasm32-wasip2 failed ({other:?}).\n\
+             It needs `rustup target add wasm32-wasip2` and a C toolchain for wasm: \
+             `apt-get install clang-16 llvm-16 wasi-libc` (see the README's set-up).\n\
+             Or set EDGE_JS_ENGINE to a prebuilt edge_js_engine.wasm."
+        ),
+    }
+    copy(
+        &target_dir.join("wasm32-wasip2/release/edge_js_engine.wasm"),
+        &embedded,
+    );
+}
+
+fn copy(from: &Path, to: &Path) {
+    if let Err(err) = std::fs::copy(from, to) {
+        panic!("cannot copy {} to {}: {err}", from.display(), to.display());
+    }
+}
