@@ -22,7 +22,10 @@ fn main() {
     }
 
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let repo = manifest.parent().expect("runtime/ has a parent").to_path_buf();
+    let repo = manifest
+        .parent()
+        .expect("runtime/ has a parent")
+        .to_path_buf();
     let project = repo.join("sdk-js/engine");
     for input in [
         "sdk-js/engine/src",
@@ -37,7 +40,13 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&project)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // The host build's flags and target are not the guest's.

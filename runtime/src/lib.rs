@@ -28,5 +28,6 @@ pub mod metrics;
 pub mod preinit;
 pub mod prepare;
 pub mod router;
+pub mod segments;
 pub mod server;
 pub mod storage;

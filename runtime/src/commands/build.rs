@@ -1,7 +1,7 @@
 //! `edge build app.js`: a JavaScript app into a `wasi:http/proxy` component.
 
-use crate::{config, storage};
 use crate::js::{self, BuildLimits};
+use crate::{config, storage};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
