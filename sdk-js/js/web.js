@@ -328,14 +328,29 @@
   // ------------------------------------------------------------------------- Headers
 
   const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  // Validated names, lower-cased: the common ones are checked once, at build time, and the
+  // hot path of every request is one Map lookup.
+  const NAMES = new Map();
   const headerName = (name) => {
+    const known = NAMES.get(name);
+    if (known !== undefined) return known;
     name = String(name);
     if (!TOKEN.test(name)) throw new TypeError(`Invalid header name: ${JSON.stringify(name)}`);
-    return name.toLowerCase();
+    const lower = name.toLowerCase();
+    if (NAMES.size < 1024) NAMES.set(name, lower);
+    return lower;
   };
+  for (const name of ["accept", "accept-encoding", "accept-language", "authorization", "cache-control", "connection", "content-encoding", "content-length", "content-type", "cookie", "date", "etag", "expires", "host", "if-modified-since", "if-none-match", "last-modified", "location", "origin", "referer", "server", "set-cookie", "transfer-encoding", "user-agent", "vary", "x-forwarded-for"]) {
+    headerName(name);
+    headerName(name.replace(/(^|-)[a-z]/g, (c) => c.toUpperCase()));
+  }
+  const HTTP_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g;
   const headerValue = (value) => {
-    value = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
-    if (/[\0\r\n]/.test(value)) throw new TypeError(`Invalid header value: ${JSON.stringify(value)}`);
+    value = String(value);
+    // Only values that start or end with whitespace need the regex.
+    if (value.charCodeAt(0) <= 0x20 || value.charCodeAt(value.length - 1) <= 0x20) value = value.replace(HTTP_WHITESPACE, "");
+    if (value.includes("\r") || value.includes("\n") || value.includes("\0"))
+      throw new TypeError(`Invalid header value: ${JSON.stringify(value)}`);
     return value;
   };
 
@@ -1233,12 +1248,14 @@
   class Request extends Body {
     #method = "GET";
     #url;
-    #headers;
+    #headers = null;
+    // The served request's headers stay flat until asked for.
+    #flat = null;
     #redirect = "follow";
     #signal = null;
     static {
       makeIncoming = (method, url, headers) => {
-        incoming = { method, url, headers };
+        incoming = { method, url, flat: headers };
         try {
           return new Request(INCOMING);
         } finally {
@@ -1252,7 +1269,7 @@
         // The request being served: its body stays with the host until read.
         this.#method = incoming.method;
         this.#url = incoming.url;
-        this.#headers = incoming.headers;
+        this.#flat = incoming.flat;
         Body.init(this, incoming.method === "GET" || incoming.method === "HEAD" ? null : INCOMING);
         return;
       }
@@ -1260,7 +1277,7 @@
       if (input instanceof Request) {
         this.#method = input.#method;
         this.#url = input.#url;
-        this.#headers = new Headers(input.#headers);
+        this.#headers = new Headers(input.headers);
         this.#redirect = input.#redirect;
         if (init.body === undefined && Body.peek(input) !== null) body = Body.take(input);
       } else {
@@ -1287,6 +1304,10 @@
       return this.#url;
     }
     get headers() {
+      if (this.#headers === null) {
+        this.#headers = headersFromFlat(this.#flat ?? []);
+        this.#flat = null;
+      }
       return this.#headers;
     }
     get redirect() {
@@ -1297,7 +1318,7 @@
     }
     clone() {
       if (this.bodyUsed) throw new TypeError("Request.clone: the body has already been used");
-      return new Request(this, { body: cloneBody(this) ?? undefined, headers: this.#headers });
+      return new Request(this, { body: cloneBody(this) ?? undefined, headers: this.headers });
     }
     get [Symbol.toStringTag]() {
       return "Request";
@@ -1485,7 +1506,7 @@
   const dispatch = async (method, url, flat) => {
     rng = null;
     timeOrigin = native.now();
-    const request = makeIncoming(method, url, headersFromFlat(flat));
+    const request = makeIncoming(method, url, flat);
     const waits = [];
     let response;
     if (app) {
@@ -1503,29 +1524,40 @@
     if (!(response instanceof Response))
       throw new TypeError(`the fetch handler must return a Response, not ${describeValue(response)}`);
     if (response.type === "error") throw new TypeError("the fetch handler returned Response.error()");
-    await send(response, method === "HEAD");
-    for (const outcome of await Promise.allSettled(waits))
-      if (outcome.status === "rejected") console.error("Uncaught (in waitUntil)", outcome.reason);
+    const streaming = send(response, method === "HEAD");
+    if (streaming) await streaming;
+    if (waits.length > 0)
+      for (const outcome of await Promise.allSettled(waits))
+        if (outcome.status === "rejected") console.error("Uncaught (in waitUntil)", outcome.reason);
   };
 
-  const send = async (response, head) => {
+  /** Sends the response: at once for a body in memory, else returns the streaming promise. */
+  const send = (response, head) => {
     const body = Body.take(response);
     const headers = response.headers;
     if (body instanceof Uint8Array && !head && !headers.has("content-length") && !headers.has("transfer-encoding"))
       headers.set("content-length", String(body.length));
     native.respond(response.status, flatHeaders(headers));
     if (body === null || head) {
-      if (body instanceof ReadableStream) await body.cancel();
+      native.finish();
+      if (body instanceof ReadableStream) return body.cancel();
     } else if (body instanceof Uint8Array) {
       if (body.length) native.write(body);
+      native.finish();
     } else if (body === INCOMING) {
       for (let chunk = native.read(); chunk !== undefined; chunk = native.read()) native.write(chunk);
+      native.finish();
     } else {
-      for await (const chunk of body) {
-        const bytes = typeof chunk === "string" ? native.encode(chunk) : asBytes(chunk);
-        if (!bytes) throw new TypeError(`response body chunks must be Uint8Array, not ${describeValue(chunk)}`);
-        if (bytes.length) native.write(bytes);
-      }
+      return pump(body);
+    }
+    return undefined;
+  };
+
+  const pump = async (body) => {
+    for await (const chunk of body) {
+      const bytes = typeof chunk === "string" ? native.encode(chunk) : asBytes(chunk);
+      if (!bytes) throw new TypeError(`response body chunks must be Uint8Array, not ${describeValue(chunk)}`);
+      if (bytes.length) native.write(bytes);
     }
     native.finish();
   };
