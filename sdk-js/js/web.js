@@ -1421,7 +1421,9 @@
       if (url.protocol !== "http:" && url.protocol !== "https:")
         throw new TypeError(`fetch failed: unsupported scheme ${url.protocol}`);
       const body = Body.peek(request) === null ? undefined : await readAll(Body.take(request));
-      const reply = native.fetch(request.method, url.protocol.slice(0, -1), url.host, url.pathname + url.search, flatHeaders(request.headers), body);
+      const args = [request.method, url.protocol.slice(0, -1), url.host, url.pathname + url.search, flatHeaders(request.headers)];
+      if (body !== undefined) args.push(body);
+      const reply = native.fetch(...args);
       const headers = headersFromFlat(reply.headers);
       const location = headers.get("location");
       if (REDIRECTS.has(reply.status) && location !== null && request.redirect !== "manual") {

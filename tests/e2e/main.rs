@@ -20,3 +20,6 @@ mod lifecycle;
 /// Deploys through the admin API and the CLI: versions, rollback, delete, bad input,
 /// crashes, `--watch`, metrics.
 mod deploy;
+
+/// JavaScript apps: `edge build` and the Web APIs of sdk-js.
+mod js;

@@ -1,4 +1,4 @@
-use crate::support::{Apps, Edge, get};
+use crate::support::{Apps, Edge, get, upstream};
 
 #[tokio::test]
 async fn guests_see_no_host_files_or_environment() {
@@ -28,30 +28,6 @@ async fn the_manifest_sets_the_guest_environment() {
     let edge = Edge::start(apps.path(), &[]);
     let body = get(edge.addr, "sandbox.localhost", "/").await.body;
     assert!(body.contains("env: GREETING=hi,MODE=test\n"), "{body}");
-}
-
-/// A one-shot upstream on port 0 that answers every request with `upstream says hi`.
-async fn upstream() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from("upstream says hi")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -370,3 +370,54 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Resp {
         .await
         .unwrap_or_else(|e| panic!("GET {host}{path}: {e}"))
 }
+
+/// A one-shot upstream on port 0 that answers every request with `upstream says hi`.
+pub async fn upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from("upstream says hi")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Runs `edge build SOURCE -o OUT` and returns (success, stderr).
+pub fn edge_build(source: &Path, out: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("build")
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running edge build");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl Apps {
+    /// Builds the JavaScript app `tests/js/{file}` with `edge build` as app `name`, and
+    /// returns what the build printed.
+    pub fn add_js(&self, file: &str, name: &str) -> String {
+        let source = repo_root().join("tests/js").join(file);
+        let (ok, stderr) = edge_build(&source, &self.path().join(format!("{name}.wasm")));
+        assert!(ok, "edge build {file} failed:\n{stderr}");
+        stderr
+    }
+}

@@ -1,0 +1,330 @@
+//! JavaScript apps: `edge build` (errors at build time, top-level code run once) and the
+//! Web APIs of `sdk-js` as a served app sees them (`tests/js/webapi.js`).
+
+use crate::support::{Apps, Edge, edge_build, get, repo_root, send, upstream};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+async fn json_of(edge: &Edge, path: &str) -> Value {
+    let resp = get(edge.addr, "webapi.localhost", path).await;
+    assert_eq!(resp.status, 200, "{path}: {resp:?}");
+    serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", resp.body))
+}
+
+/// One server for the Web API tests: the conformance app with an env var and one allowed
+/// upstream, and the listener-style app.
+async fn webapi_server() -> (Apps, Edge, std::net::SocketAddr) {
+    let up = upstream().await;
+    let apps = Apps::new();
+    let printed = apps.add_js("webapi.js", "webapi");
+    // Top-level code ran here, at build time: its console output is the build's.
+    assert!(
+        printed.contains("[webapi.js stdout] top-level ran"),
+        "{printed}"
+    );
+    assert!(printed.contains("top-level code ran once"), "{printed}");
+    apps.add_js("listener.js", "listener");
+    apps.manifest(
+        "webapi",
+        &format!(
+            "allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]\n[env]\nGREETING = \"hello from the manifest\"\n",
+            up.port()
+        ),
+    );
+    let edge = Edge::start(apps.path(), &[]);
+    (apps, edge, up)
+}
+
+#[test]
+fn syntax_errors_are_reported_at_build_time_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bad.wasm");
+    let (ok, stderr) = edge_build(&repo_root().join("tests/js/syntax-error.js"), &out);
+    assert!(!ok, "a syntax error must fail the build");
+    assert!(stderr.contains("SyntaxError"), "{stderr}");
+    assert!(stderr.contains("syntax-error.js:3"), "{stderr}");
+    assert!(!out.exists(), "no component is written for a broken app");
+}
+
+#[test]
+fn a_module_without_a_handler_or_with_a_throwing_top_level_fails_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "nohandler.js",
+            "export const x = 1;\n",
+            "has no fetch handler",
+        ),
+        (
+            "throws.js",
+            "const a = 1;\nthrow new RangeError(\"bad config\");\n",
+            "RangeError: bad config",
+        ),
+        (
+            "function.js",
+            "export default function (request) { return new Response(\"x\"); }\n",
+            "export an object with a fetch method",
+        ),
+    ];
+    for (file, source, expected) in cases {
+        let path = dir.path().join(file);
+        std::fs::write(&path, source).unwrap();
+        let (ok, stderr) = edge_build(&path, &dir.path().join("out.wasm"));
+        assert!(!ok, "{file} must fail the build");
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+    }
+    let (ok, stderr) = edge_build(&dir.path().join("missing.js"), &dir.path().join("o.wasm"));
+    assert!(!ok && stderr.contains("cannot read"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_apis_behave_as_in_browsers() {
+    let (_apps, edge, _up) = webapi_server().await;
+
+    let headers = json_of(&edge, "/headers").await;
+    assert_eq!(headers["contentType"], "text/plain");
+    assert_eq!(headers["multi"], "a, b");
+    assert_eq!(headers["cookies"], json!(["a=1", "b=2"]));
+    assert_eq!(headers["trimmed"], "padded value");
+    assert_eq!(headers["has"], json!([true, false]));
+    assert_eq!(headers["missing"], Value::Null);
+    assert_eq!(headers["errors"], json!(["TypeError", "TypeError"]));
+    assert_eq!(
+        headers["entries"],
+        json!([
+            ["content-type", "text/plain"],
+            ["set-cookie", "a=1"],
+            ["set-cookie", "b=2"],
+            ["x-multi", "a, b"],
+            ["x-trim", "padded value"]
+        ])
+    );
+
+    let url = json_of(&edge, "/url").await;
+    assert_eq!(
+        url["href"],
+        "https://user:pw@example.com/a/c%20d?q=1&r=a+b&s=t+u#frag"
+    );
+    assert_eq!(url["origin"], "https://example.com");
+    assert_eq!(url["host"], "example.com");
+    assert_eq!(url["port"], "");
+    assert_eq!(url["pathname"], "/a/c%20d");
+    assert_eq!(url["hash"], "#frag");
+    assert_eq!(url["username"], "user");
+    assert_eq!(url["q"], "1");
+    assert_eq!(url["r"], "a b");
+    assert_eq!(url["rel"], "http://h.test/p/x/y?z");
+    assert_eq!(url["port8080"], "8080");
+    assert_eq!(url["unicodePath"], "/%C3%A9");
+    assert_eq!(url["canParse"], json!([true, false]));
+    assert_eq!(
+        url["invalid"],
+        json!(["TypeError", "TypeError", "TypeError"])
+    );
+
+    let search = json_of(&edge, "/search").await;
+    assert_eq!(search["all"], json!(["1", "3"]));
+    assert_eq!(search["sp"], "x y");
+    assert_eq!(search["enc"], "&=");
+    assert_eq!(search["has"], false);
+    assert_eq!(search["string"], "a=1&a=3&sp=x+y&enc=%26%3D&new=v+w%26");
+    assert_eq!(search["sorted"], "a=2&z=1");
+    assert_eq!(search["size"], 5);
+    assert_eq!(search["fromPairs"], "k=v");
+
+    let text = json_of(&edge, "/text").await;
+    let expected: Vec<u8> = "héllo €𝄞".as_bytes().to_vec();
+    assert_eq!(text["bytes"], json!(expected));
+    assert_eq!(text["roundTrip"], "héllo €𝄞");
+    assert_eq!(text["streamed"], "€");
+    assert_eq!(text["lossy"], "a\u{FFFD}b");
+    assert_eq!(text["fatal"], "TypeError");
+    assert_eq!(text["encodeInto"], json!({"read": 2, "written": 4}));
+    assert_eq!(text["btoa"], "aGkh");
+    assert_eq!(text["atob"], "hi!");
+
+    // Randomness comes from the host per request, never from the snapshot.
+    let (a, b) = (
+        json_of(&edge, "/random").await,
+        json_of(&edge, "/random").await,
+    );
+    assert_eq!(a["hex"].as_str().unwrap().len(), 32);
+    assert_ne!(a["hex"], b["hex"]);
+    assert_ne!(
+        a["math"], b["math"],
+        "Math.random must not replay the snapshot's seed"
+    );
+    assert_ne!(a["uuid"], b["uuid"]);
+    assert_eq!(a["uuid"].as_str().unwrap().as_bytes()[14], b'4');
+    assert_eq!(a["quota"], "QuotaExceededError");
+
+    let env = get(edge.addr, "webapi.localhost", "/env").await;
+    assert_eq!(env.body, "GREETING=hello from the manifest");
+
+    let timers = json_of(&edge, "/timers").await;
+    assert_eq!(
+        timers,
+        json!({"order": ["microtask", "timeout 0", "timeout 20"], "waited": true})
+    );
+
+    let redirect = get(edge.addr, "webapi.localhost", "/redirect").await;
+    assert_eq!(redirect.status, 307);
+    assert_eq!(
+        redirect.headers["location"],
+        "https://example.com/elsewhere"
+    );
+    let clone = get(edge.addr, "webapi.localhost", "/clone").await;
+    assert_eq!(clone.body, "twice twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_as_text_json_bytes_and_streams() {
+    let (_apps, edge, _up) = webapi_server().await;
+    let host = "webapi.localhost";
+
+    let echo = send(edge.addr, "POST", host, "/echo?x=1", b"plain body".to_vec())
+        .await
+        .unwrap();
+    let echo: Value = serde_json::from_str(&echo.body).unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["url"], "http://webapi.localhost/echo?x=1");
+    assert_eq!(echo["text"], "plain body");
+    assert_eq!(echo["used"], true);
+
+    let json = send(
+        edge.addr,
+        "POST",
+        host,
+        "/json",
+        br#"{"n": 21, "s": "x"}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(json.status, 201);
+    assert_eq!(json.headers["content-type"], "application/json");
+    assert_eq!(json.headers["x-kind"], "json");
+    let json: Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(
+        json,
+        json!({"received": {"n": 21, "s": "x"}, "doubled": 42})
+    );
+
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let sum: u32 = bytes.iter().map(|&b| u32::from(b)).sum();
+    let resp = send(edge.addr, "POST", host, "/bytes", bytes)
+        .await
+        .unwrap();
+    assert_eq!(resp.body, format!("1000 {sum}"));
+
+    // A body larger than one host read arrives as several stream chunks.
+    let big = vec![b'x'; 300 * 1024];
+    let resp = send(edge.addr, "POST", host, "/stream-in", big)
+        .await
+        .unwrap();
+    assert!(resp.body.starts_with("307200 bytes in "), "{}", resp.body);
+    let chunks: u32 = resp.body.split(' ').nth(3).unwrap().parse().unwrap();
+    assert!(chunks >= 2, "{}", resp.body);
+
+    // A streamed response goes out chunk by chunk: the first line arrives well before the
+    // last one is produced (two 150 ms waits later).
+    let stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let started = Instant::now();
+    let req = hyper::Request::builder()
+        .uri("/stream-out")
+        .header("host", host)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received = String::new();
+    let mut first_at = None;
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            first_at.get_or_insert_with(|| started.elapsed());
+            received.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    let total = started.elapsed();
+    assert_eq!(received, "chunk 1\nchunk 2\nchunk 3\n");
+    let first_at = first_at.unwrap();
+    assert!(
+        total >= Duration::from_millis(300) && first_at + Duration::from_millis(200) <= total,
+        "first chunk after {first_at:?}, all after {total:?}: not streamed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_state_top_level_and_outbound_fetch() {
+    let (_apps, edge, up) = webapi_server().await;
+    let host = "webapi.localhost";
+
+    // A thrown exception: 500 for the client, message and JS stack in the server log, and
+    // the next request is served normally.
+    let thrown = get(edge.addr, host, "/throw").await;
+    assert_eq!(thrown.status, 500);
+    assert!(
+        !thrown.body.contains("boom"),
+        "no internals leak: {}",
+        thrown.body
+    );
+    edge.expect_log("Error: boom from the handler");
+    edge.expect_log("webapi.js:");
+    let rejected = get(edge.addr, host, "/reject").await;
+    assert_eq!(rejected.status, 500);
+    edge.expect_log("TypeError: rejected on purpose");
+    let wrong = get(edge.addr, host, "/not-a-response").await;
+    assert_eq!(wrong.status, 500);
+    edge.expect_log("must return a Response");
+
+    // Each request starts from the snapshot: state written by one is invisible to the next.
+    for _ in 0..3 {
+        assert_eq!(get(edge.addr, host, "/state").await.body, "counter=1");
+    }
+    // Top-level code ran once, at build time, never per request.
+    let top = json_of(&edge, "/toplevel").await;
+    assert_eq!(top["topLevelRuns"], 1);
+    assert_eq!(top["squares"], 998001);
+    let again = json_of(&edge, "/toplevel").await;
+    assert_eq!(top["builtAt"], again["builtAt"], "top-level code re-ran");
+    assert!(
+        !edge.log().contains("top-level ran"),
+        "top-level code ran in the server"
+    );
+
+    // console goes to the server log, formatted, prefixed with the app.
+    get(edge.addr, host, "/console").await;
+    edge.expect_log("[webapi] logged object { a: 1, nested: { b: [ 1, 2 ] } }");
+    edge.expect_log("[webapi] logged error n=42");
+
+    // fetch() reaches an allowed host and is denied elsewhere, like any app's outbound call.
+    let allowed = get(
+        edge.addr,
+        host,
+        &format!("/fetch?to=http://127.0.0.1:{}/", up.port()),
+    )
+    .await;
+    assert_eq!(allowed.body, "upstream 200: upstream says hi");
+    let denied = get(edge.addr, host, "/fetch?to=http://127.0.0.1:1/").await;
+    assert_eq!(denied.status, 502);
+    assert!(
+        denied
+            .body
+            .starts_with("fetch rejected: TypeError: fetch failed")
+            && denied.body.contains("HttpRequestDenied"),
+        "{}",
+        denied.body
+    );
+
+    // The service-worker style.
+    let listener = get(edge.addr, "listener.localhost", "/path?q=1").await;
+    assert_eq!(listener.status, 200);
+    assert_eq!(listener.body, "GET /path?q=1 via listener");
+    assert_eq!(listener.headers["x-style"], "listener");
+    edge.expect_log("[listener] waitUntil ran");
+}
