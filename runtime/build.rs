@@ -36,6 +36,16 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", repo.join(input).display());
     }
+    // Without the toolchain edge still builds, without `edge build` for JavaScript (it
+    // says so when run); the check reruns on every build until the toolchain is there.
+    if let Some(missing) = missing_toolchain() {
+        println!(
+            "cargo:warning=building edge without its JavaScript engine: {missing} is missing \
+             (run `bash sdk-js/setup.sh`, then rebuild)"
+        );
+        std::fs::write(&embedded, b"").expect("writing OUT_DIR");
+        return;
+    }
     let target_dir = repo.join("target/wasm");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
@@ -69,6 +79,51 @@ fn main() {
         &target_dir.join("wasm32-wasip2/release/edge_js_engine.wasm"),
         &embedded,
     );
+}
+
+/// What the engine's build needs and this machine lacks, if anything. Each probe path is
+/// also a rerun trigger: cargo reruns a build script whose trigger path does not exist.
+fn missing_toolchain() -> Option<String> {
+    let clang = env::var("CC_wasm32_wasip2").unwrap_or_else(|_| "clang-16".into());
+    println!("cargo:rerun-if-env-changed=CC_wasm32_wasip2");
+    let clang_path = which(&clang);
+    let wasi_libc = Path::new("/usr/lib/wasm32-wasi/libc.a");
+    let sysroot = Command::new(env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    println!(
+        "cargo:rerun-if-changed={}",
+        clang_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/usr/bin").join(&clang))
+            .display()
+    );
+    println!("cargo:rerun-if-changed={}", wasi_libc.display());
+    if let Some(sysroot) = &sysroot {
+        println!("cargo:rerun-if-changed={}", sysroot.display());
+    }
+    if clang_path.is_none() {
+        return Some(clang);
+    }
+    if !wasi_libc.exists() {
+        return Some("wasi-libc".into());
+    }
+    if !sysroot.is_some_and(|p| p.is_dir()) {
+        return Some("the wasm32-wasip2 Rust target".into());
+    }
+    None
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = Path::new(program);
+    if path.is_absolute() {
+        return path.exists().then(|| path.to_path_buf());
+    }
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 fn copy(from: &Path, to: &Path) {

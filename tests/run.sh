@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null
+# The JavaScript engine's C toolchain (clang-16, llvm-16, wasi-libc), for `edge build`.
+bash sdk-js/setup.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
-/// The engine component, built from `sdk-js/engine` by `build.rs`.
+/// The engine component, built from `sdk-js/engine` by `build.rs`; empty when edge was
+/// built without the toolchain it needs.
 pub const ENGINE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/edge_js_engine.wasm"));
 
 /// Most console output kept from top-level code.
@@ -57,6 +58,13 @@ pub struct Built {
 /// traces and errors. A syntax error, a throwing top-level, or a module without a fetch
 /// handler fails with the engine's message (file and line included).
 pub fn build(source: &[u8], filename: &str, limits: BuildLimits) -> Result<Built> {
+    if ENGINE.is_empty() {
+        anyhow::bail!(
+            "this edge was built without its JavaScript engine: the wasm C toolchain was \
+             missing at build time. Run `bash sdk-js/setup.sh` (clang-16, llvm-16, wasi-libc, \
+             the wasm32-wasip2 target), then rebuild edge"
+        );
+    }
     let started = Instant::now();
     let engine = EdgeEngine::new(Allocator::OnDemand, 1)?;
     let _ticker = engine.start_epoch_ticker();

@@ -81,8 +81,7 @@ impl Guest for Init {
         if ENGINE.with(|cell| cell.borrow().is_some()) {
             return;
         }
-        let filename =
-            std::env::var("EDGE_JS_FILENAME").unwrap_or_else(|_| String::from("app.js"));
+        let filename = std::env::var("EDGE_JS_FILENAME").unwrap_or_else(|_| String::from("app.js"));
         let source = read_stdin();
         match Engine::new(&filename, source) {
             Ok(engine) => ENGINE.with(|cell| *cell.borrow_mut() = Some(engine)),
@@ -114,7 +113,9 @@ impl Engine {
                 .map_err(describe)?;
             let (module, done) = module.eval().catch(&ctx).map_err(describe)?;
             settle(&ctx, &hooks, done).map_err(|e| format!("{filename}: {e}"))?;
-            let default: Value = module.get("default").unwrap_or_else(|_| Value::new_undefined(ctx.clone()));
+            let default: Value = module
+                .get("default")
+                .unwrap_or_else(|_| Value::new_undefined(ctx.clone()));
             let set_app: Function = hooks.get("setApp").map_err(|e| e.to_string())?;
             // The message says what is missing; edge's own stack would be noise.
             set_app
@@ -139,7 +140,11 @@ impl Engine {
     fn handle(&self, method: String, url: String, headers: Vec<String>) {
         self.context.with(|ctx| {
             let outcome = (|| -> Result<(), String> {
-                let hooks = self.hooks.clone().restore(&ctx).map_err(|e| e.to_string())?;
+                let hooks = self
+                    .hooks
+                    .clone()
+                    .restore(&ctx)
+                    .map_err(|e| e.to_string())?;
                 let dispatch: Function = hooks.get("dispatch").map_err(|e| e.to_string())?;
                 let done: Promise = dispatch
                     .call((method, url, headers))
@@ -192,10 +197,7 @@ fn settle<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, promise: Promise<'js>) -> Re
             wasip2::clocks::monotonic_clock::subscribe_duration(nanos).block();
         }
         let run_timers: Function = hooks.get("runTimers").map_err(|e| e.to_string())?;
-        run_timers
-            .call::<_, ()>(())
-            .catch(ctx)
-            .map_err(describe)?;
+        run_timers.call::<_, ()>(()).catch(ctx).map_err(describe)?;
     }
 }
 
@@ -223,10 +225,7 @@ fn describe(error: CaughtError<'_>) -> String {
 }
 
 fn exception_text(e: &Exception<'_>) -> String {
-    let name: Option<String> = e
-        .get::<_, Option<String>>("name")
-        .ok()
-        .flatten();
+    let name: Option<String> = e.get::<_, Option<String>>("name").ok().flatten();
     let message = e.message().unwrap_or_default();
     let mut text = match name {
         Some(name) if !name.is_empty() => format!("{name}: {message}"),
@@ -284,7 +283,10 @@ fn native_read<'js>(ctx: Ctx<'js>) -> rquickjs::Result<Option<TypedArray<'js, u8
                     return Ok(None);
                 }
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(format!("reading the request body failed: {}", e.to_debug_string()));
+                    return Err(format!(
+                        "reading the request body failed: {}",
+                        e.to_debug_string()
+                    ));
                 }
             }
         }
@@ -379,7 +381,9 @@ fn native_decode<'js>(
     let raw = unsafe { bytes.as_bytes() }.unwrap_or_default();
     let text = if fatal.0.unwrap_or(false) {
         std::str::from_utf8(raw)
-            .map_err(|e| Exception::throw_type(&ctx, &format!("The encoded data was not valid utf-8: {e}")))?
+            .map_err(|e| {
+                Exception::throw_type(&ctx, &format!("The encoded data was not valid utf-8: {e}"))
+            })?
             .to_owned()
     } else {
         String::from_utf8_lossy(raw).into_owned()
@@ -456,7 +460,9 @@ fn request_url(request: &IncomingRequest) -> String {
         .authority()
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| String::from("localhost"));
-    let path = request.path_with_query().unwrap_or_else(|| String::from("/"));
+    let path = request
+        .path_with_query()
+        .unwrap_or_else(|| String::from("/"));
     format!("{scheme}://{authority}{path}")
 }
 
@@ -493,7 +499,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Proxy {
         });
         ENGINE.with(|cell| match cell.borrow().as_ref() {
             Some(engine) => engine.handle(method, url, headers),
-            None => log_error("edge-js: this component was not initialized; build it with `edge build app.js`\n"),
+            None => log_error(
+                "edge-js: this component was not initialized; build it with `edge build app.js`\n",
+            ),
         });
         // Whatever the handler did, the client gets an answer and the body is closed.
         let outparam = EXCHANGE.with(|cell| {

@@ -112,7 +112,10 @@ fn send(
                 Ok(chunk) => bytes.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(format!("reading the response failed: {}", e.to_debug_string()));
+                    return Err(format!(
+                        "reading the response failed: {}",
+                        e.to_debug_string()
+                    ));
                 }
             }
         }
