@@ -35,10 +35,43 @@ impl Validated {
     }
 }
 
+/// The custom section edge appends to a snapshot it made (and so to what `edge build`
+/// writes): the component keeps its `wizer-initialize` export, but is already initialized.
+pub const PREINITIALIZED_SECTION: &str = "edge:preinitialized";
+
 /// Whether a component exports `wizer-initialize` at its top level, asking to be
-/// pre-initialized.
+/// pre-initialized, and is not already a snapshot.
 pub fn wants_preinit(component: &[u8]) -> Result<bool> {
-    exports_function(component, WIZER_INIT_EXPORT)
+    Ok(exports_function(component, WIZER_INIT_EXPORT)? && !is_preinitialized(component)?)
+}
+
+/// Whether the outermost component carries [`PREINITIALIZED_SECTION`].
+pub fn is_preinitialized(bytes: &[u8]) -> Result<bool> {
+    use wasmparser::{Parser, Payload};
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.context("malformed component")? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth -= 1,
+            Payload::CustomSection(reader)
+                if depth == 1 && reader.name() == PREINITIALIZED_SECTION =>
+            {
+                return Ok(true);
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// Marks a snapshot as pre-initialized (see [`PREINITIALIZED_SECTION`]).
+pub fn mark_preinitialized(component: &mut Vec<u8>) {
+    use wasm_encoder::Section;
+    wasm_encoder::CustomSection {
+        name: PREINITIALIZED_SECTION.into(),
+        data: std::borrow::Cow::Borrowed(b"wizer"),
+    }
+    .append_to(component);
 }
 
 fn check_header(bytes: &[u8]) -> Result<()> {
@@ -95,5 +128,10 @@ mod tests {
         let v = Validated::from_bytes(empty_component).unwrap();
         assert!(!wants_preinit(&v.bytes).unwrap());
         assert_eq!(v.digest.len(), 64);
+        let mut marked = v.bytes.clone();
+        assert!(!is_preinitialized(&marked).unwrap());
+        mark_preinitialized(&mut marked);
+        assert!(is_preinitialized(&marked).unwrap());
+        Validated::from_bytes(marked).unwrap();
     }
 }

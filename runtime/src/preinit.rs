@@ -49,8 +49,10 @@ pub async fn preinit_with(
         .map_err(|_| anyhow!("`wizer-initialize` did not finish within {timeout:?}"))?
         .map_err(anyhow::Error::from)
         .context("pre-initialization (`wizer-initialize`) failed")?;
-    let (snapshot, before, after) = crate::segments::coalesce(&snapshot, crate::segments::MAX_GAP)
-        .context("rewriting the snapshot's data segments")?;
+    let (mut snapshot, before, after) =
+        crate::segments::coalesce(&snapshot, crate::segments::MAX_GAP)
+            .context("rewriting the snapshot's data segments")?;
     tracing::debug!("snapshot data segments: {before} coalesced into {after}");
+    crate::load::mark_preinitialized(&mut snapshot);
     Ok(snapshot)
 }

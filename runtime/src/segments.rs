@@ -43,9 +43,7 @@ fn rewrite(
     }
     let sections = split_sections(bytes)?;
     let mut plan = None;
-    if !component
-        && let Some((_, range)) = sections.iter().find(|(id, _)| *id == DATA_SECTION)
-    {
+    if !component && let Some((_, range)) = sections.iter().find(|(id, _)| *id == DATA_SECTION) {
         plan = merge_data(&bytes[range.clone()], range.start, max_gap)?;
     }
     let mut out = bytes[..8].to_vec();
