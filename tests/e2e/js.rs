@@ -16,14 +16,14 @@ async fn json_of(edge: &Edge, path: &str) -> Value {
 async fn webapi_server() -> (Apps, Edge, std::net::SocketAddr) {
     let up = upstream().await;
     let apps = Apps::new();
-    let printed = apps.add_js("webapi.js", "webapi");
+    let printed = apps.add_js("tests/js/webapi.js", "webapi");
     // Top-level code ran here, at build time: its console output is the build's.
     assert!(
         printed.contains("[webapi.js stdout] top-level ran"),
         "{printed}"
     );
     assert!(printed.contains("top-level code ran once"), "{printed}");
-    apps.add_js("listener.js", "listener");
+    apps.add_js("tests/js/listener.js", "listener");
     apps.manifest(
         "webapi",
         &format!(
@@ -327,4 +327,124 @@ async fn errors_state_top_level_and_outbound_fetch() {
     assert_eq!(listener.body, "GET /path?q=1 via listener");
     assert_eq!(listener.headers["x-style"], "listener");
     edge.expect_log("[listener] waitUntil ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_javascript_examples_build_and_answer() {
+    let apps = Apps::new();
+    for name in ["hello", "api", "markdown"] {
+        apps.add_js(&format!("examples/js/{name}.js"), name);
+    }
+    let edge = Edge::start(apps.path(), &[]);
+
+    let hello = get(edge.addr, "hello.localhost", "/").await;
+    assert_eq!(hello.status, 200);
+    assert_eq!(hello.body, "Hello from edge!\n");
+    assert_eq!(hello.headers["content-type"], "text/plain; charset=utf-8");
+
+    let list = get(
+        edge.addr,
+        "api.localhost",
+        "/api/books?author=le+guin&sort=year&limit=2",
+    )
+    .await;
+    let list: Value = serde_json::from_str(&list.body).unwrap();
+    assert_eq!(list["total"], 3);
+    let ids: Vec<i64> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 1]);
+    let missing = get(edge.addr, "api.localhost", "/api/books/99").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.headers["content-type"], "application/problem+json");
+    let bad_sort = get(edge.addr, "api.localhost", "/api/books?sort=price").await;
+    assert_eq!(bad_sort.status, 400);
+    let created = send_json(
+        &edge,
+        r#"{"title":"Dune","author":"Frank Herbert","year":1965}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.headers["location"], "/api/books/8");
+    let invalid = send_json(&edge, r#"{"title":""}"#).await;
+    assert_eq!(invalid.status, 422);
+    assert!(
+        invalid.body.contains("title: a non-empty string"),
+        "{}",
+        invalid.body
+    );
+    let malformed = send_json(&edge, "{not json").await;
+    assert_eq!(malformed.status, 400);
+    // A POST cannot change what the next request sees: each starts from the snapshot.
+    let after = get(edge.addr, "api.localhost", "/api/books").await;
+    let after: Value = serde_json::from_str(&after.body).unwrap();
+    assert_eq!(after["total"], 7);
+
+    let sample = get(edge.addr, "markdown.localhost", "/").await;
+    assert_eq!(sample.status, 200);
+    for fragment in [
+        "<h1>edge</h1>",
+        "<em>multitenant</em>",
+        "<strong>every request</strong>",
+        "<a href=\"https://example.com/edge\">the README</a>",
+        "<blockquote>",
+        "<li>hot deploys with rollback</li>",
+        "<pre><code class=\"language-sh\">edge build app.js -o app.wasm",
+        "<hr>",
+    ] {
+        assert!(
+            sample.body.contains(fragment),
+            "missing {fragment}: {}",
+            sample.body
+        );
+    }
+    let posted = send(
+        edge.addr,
+        "POST",
+        "markdown.localhost",
+        "/",
+        b"## Posted\n\n<script> & `x < y`\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert!(posted.body.contains("<h2>Posted</h2>"), "{}", posted.body);
+    assert!(
+        posted
+            .body
+            .contains("<p>&lt;script&gt; &amp; <code>x &lt; y</code></p>"),
+        "{}",
+        posted.body
+    );
+}
+
+async fn send_json(edge: &Edge, body: &str) -> crate::support::Resp {
+    let stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/api/books")
+        .header("host", "api.localhost")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    crate::support::Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }

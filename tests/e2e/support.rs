@@ -412,10 +412,10 @@ pub fn edge_build(source: &Path, out: &Path) -> (bool, String) {
 }
 
 impl Apps {
-    /// Builds the JavaScript app `tests/js/{file}` with `edge build` as app `name`, and
-    /// returns what the build printed.
+    /// Builds the JavaScript app at `file` (relative to the repository) with `edge build`
+    /// as app `name`, and returns what the build printed.
     pub fn add_js(&self, file: &str, name: &str) -> String {
-        let source = repo_root().join("tests/js").join(file);
+        let source = repo_root().join(file);
         let (ok, stderr) = edge_build(&source, &self.path().join(format!("{name}.wasm")));
         assert!(ok, "edge build {file} failed:\n{stderr}");
         stderr
