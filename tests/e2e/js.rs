@@ -115,6 +115,10 @@ async fn web_apis_behave_as_in_browsers() {
     assert_eq!(url["r"], "a b");
     assert_eq!(url["rel"], "http://h.test/p/x/y?z");
     assert_eq!(url["port8080"], "8080");
+    assert_eq!(url["defaultPort"], "http://a.test/p?q=1");
+    assert_eq!(url["dots"], "/y/z");
+    assert_eq!(url["emptyQuery"], "https://a.test/p?");
+    assert_eq!(url["noPath"], "https://a.test/");
     assert_eq!(url["unicodePath"], "/%C3%A9");
     assert_eq!(url["canParse"], json!([true, false]));
     assert_eq!(
