@@ -452,3 +452,36 @@ async fn send_json(edge: &Edge, body: &str) -> crate::support::Resp {
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_is_held_to_the_apps_limits() {
+    let apps = Apps::new();
+    apps.add_js("tests/js/hostile.js", "hostile");
+    apps.manifest("hostile", "timeout = \"1s\"\nmemory_limit = \"64MiB\"\n");
+    let edge = Edge::start(apps.path(), &[]);
+    let host = "hostile.localhost";
+
+    let started = Instant::now();
+    let spin = get(edge.addr, host, "/spin").await;
+    assert_eq!(spin.status, 504, "{spin:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(edge.addr, host, "/").await.body, "fine");
+
+    let hog = get(edge.addr, host, "/hog").await;
+    assert_eq!(hog.status, 500, "{hog:?}");
+    assert_eq!(get(edge.addr, host, "/").await.body, "fine");
+
+    // QuickJS runs out of memory gracefully: an exception, in the log.
+    edge.expect_log("[hostile] Uncaught InternalError: out of memory");
+
+    // Unbounded recursion exhausts the wasm call stack (QuickJS's own stack check cannot
+    // see the wasm stack): a trap that ends this request only.
+    let recurse = get(edge.addr, host, "/recurse").await;
+    assert_eq!(recurse.status, 500, "{recurse:?}");
+    edge.expect_log("call stack exhausted");
+    assert_eq!(get(edge.addr, host, "/").await.body, "fine");
+}
