@@ -1,5 +1,7 @@
 //! In-process cost of one request: fresh store, instantiate the hello component, handle a
-//! GET, collect the body, drop everything. Pooling allocator against on-demand.
+//! GET, collect the body, drop everything. Pooling allocator against on-demand; then the
+//! JavaScript hello (`examples/js/hello.js`, built with `edge::js::build`) against the Rust
+//! one, both pooled: the per-request price of JavaScript.
 //!
 //! `cargo bench -p edge-benches --bench instantiate` (unset `RUST_BACKTRACE` first: with
 //! it set, wasmtime captures a backtrace on every store drop).
@@ -63,5 +65,56 @@ fn bench_request(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_request);
+fn bench_js_vs_rust(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = EdgeEngine::new(Allocator::Pooling, 64).unwrap();
+    let _ticker = engine.start_epoch_ticker();
+    let loader = Loader {
+        linker: edge::prepare::linker(&engine.engine).unwrap(),
+        engine: engine.clone(),
+        baseline: None,
+        cache: None,
+        defaults: Limits::default(),
+    };
+    let hello_js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/js/hello.js");
+    let source = std::fs::read(hello_js).unwrap();
+    let js = edge::js::build(&source, "hello.js", Default::default())
+        .expect("building the JS hello (needs `bash sdk-js/setup.sh`)")
+        .component;
+    let rust = std::fs::read(hello_wasm()).unwrap();
+    let mut apps = Vec::new();
+    for (name, bytes) in [("rust", rust), ("js", js)] {
+        let app = rt
+            .block_on(loader.load(
+                name.into(),
+                Manifest::default().resolve(&Limits::default()).unwrap(),
+                Validated::from_bytes(bytes).unwrap(),
+            ))
+            .unwrap();
+        apps.push(app.into());
+    }
+    let server = Server::new(64, Default::default(), Router::new(apps));
+    let mut group = c.benchmark_group("hello-request-by-language");
+    for name in ["rust", "js"] {
+        let host = format!("{name}.localhost");
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let req = hyper::Request::builder()
+                    .uri("/")
+                    .header("host", host.as_str())
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let resp = server.respond(req).await;
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_request, bench_js_vs_rust);
 criterion_main!(benches);
