@@ -81,7 +81,7 @@ fn bench_js_vs_rust(c: &mut Criterion) {
     };
     let hello_js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/js/hello.js");
     let source = std::fs::read(hello_js).unwrap();
-    let js = edge::js::build(&source, "hello.js", Default::default())
+    let js = edge::js::build(&source, "hello.js", None, Default::default())
         .expect("building the JS hello (needs `bash sdk-js/setup.sh`)")
         .component;
     let rust = std::fs::read(hello_wasm()).unwrap();

@@ -10,11 +10,12 @@
 use crate::engine::{Allocator, EdgeEngine};
 use crate::host::{GuestEnv, Host};
 use crate::manifest::OutboundPolicy;
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, WasiCtx};
 
 /// The engine component, built from `sdk-js/engine` by `build.rs`; empty when edge was
 /// built without the toolchain it needs.
@@ -57,7 +58,15 @@ pub struct Built {
 /// Builds the component for the JavaScript module `source`, named `filename` in stack
 /// traces and errors. A syntax error, a throwing top-level, or a module without a fetch
 /// handler fails with the engine's message (file and line included).
-pub fn build(source: &[u8], filename: &str, limits: BuildLimits) -> Result<Built> {
+///
+/// `root`, if given, is the directory `import` statements resolve in: it is readable by
+/// the module while it is evaluated (at build time), and `filename` is relative to it.
+pub fn build(
+    source: &[u8],
+    filename: &str,
+    root: Option<&Path>,
+    limits: BuildLimits,
+) -> Result<Built> {
     if ENGINE.is_empty() {
         anyhow::bail!(
             "this edge was built without its JavaScript engine: the wasm C toolchain was \
@@ -79,6 +88,11 @@ pub fn build(source: &[u8], filename: &str, limits: BuildLimits) -> Result<Built
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    if let Some(root) = root {
+        wasi.preopened_dir(root, "/", FsPerms::ReadOnly)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot open `{}`", root.display()))?;
+    }
     let env = GuestEnv {
         app: Arc::from(filename),
         env: Vec::new(),

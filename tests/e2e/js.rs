@@ -485,3 +485,36 @@ async fn javascript_is_held_to_the_apps_limits() {
     edge.expect_log("call stack exhausted");
     assert_eq!(get(edge.addr, host, "/").await.body, "fine");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_are_resolved_at_build_time() {
+    let apps = Apps::new();
+    apps.add_js("tests/js/modules/app.js", "modules");
+    let edge = Edge::start(apps.path(), &[]);
+    let resp = get(edge.addr, "modules.localhost", "/").await;
+    assert_eq!((resp.status, resp.body.as_str()), (200, "hello modules!\n"));
+    // Nothing is read at run time: a dynamic import is refused with the reason.
+    let dynamic = get(edge.addr, "modules.localhost", "/dynamic").await;
+    assert_eq!(dynamic.status, 500);
+    assert!(
+        dynamic
+            .body
+            .contains("modules are resolved when the app is built"),
+        "{}",
+        dynamic.body
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.js");
+    std::fs::write(
+        &broken,
+        "import { x } from \"./absent.js\";\nexport default { fetch() {} };\n",
+    )
+    .unwrap();
+    let (ok, stderr) = edge_build(&broken, &dir.path().join("broken.wasm"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("Error resolving module './absent.js' from 'broken.js'"),
+        "{stderr}"
+    );
+}

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// printed here.
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// The app's JavaScript (one file; `import` of other files is not supported).
+    /// The app's JavaScript module. `import "./other.js"` resolves next to it, at build
+    /// time: the component holds every module, and nothing is read at run time.
     pub input: PathBuf,
 
     /// Where to write the component [default: INPUT with the extension `.wasm`].
@@ -54,7 +55,11 @@ impl BuildArgs {
         if output == self.input {
             anyhow::bail!("the output would overwrite the input; pass -o");
         }
-        let built = js::build(&source, &filename, limits)?;
+        let root = match self.input.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let built = js::build(&source, &filename, Some(&root), limits)?;
         let mut err = std::io::stderr().lock();
         for (stream, bytes) in [("stdout", &built.stdout), ("stderr", &built.stderr)] {
             for line in String::from_utf8_lossy(bytes).lines() {

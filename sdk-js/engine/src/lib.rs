@@ -12,6 +12,7 @@
 //! stream here is opened, used and dropped within one call.
 
 use rquickjs::function::Opt;
+use rquickjs::loader::{FileResolver, ImportAttributes, Loader, Resolver, ScriptLoader};
 use rquickjs::{
     CatchResultExt, CaughtError, Context, Ctx, Exception, Function, Module, Object, Persistent,
     Promise, Runtime, TypedArray, Value,
@@ -101,6 +102,12 @@ impl Engine {
     /// the developer (syntax errors carry file and line).
     fn new(filename: &str, source: Vec<u8>) -> Result<Engine, String> {
         let runtime = Runtime::new().map_err(|e| e.to_string())?;
+        // `import` resolves relative to the importing file, in the app's directory, which
+        // `edge build` preopens read-only for initialization only.
+        runtime.set_loader(
+            FileResolver::default().with_pattern("{}.mjs"),
+            ScriptLoader::default().with_extension("mjs"),
+        );
         let context = Context::full(&runtime).map_err(|e| e.to_string())?;
         let hooks = context.with(|ctx| -> Result<_, String> {
             install_natives(&ctx).map_err(|e| e.to_string())?;
@@ -127,6 +134,9 @@ impl Engine {
                 })?;
             Ok(Persistent::save(&ctx, hooks))
         })?;
+        // Every module is in the snapshot now; the build's directory is not there at run
+        // time, so a dynamic `import()` of something new gets an explanation instead.
+        runtime.set_loader(BuildTimeOnly, BuildTimeOnly);
         // Collect what initialization left behind, so the snapshot is only live data.
         runtime.run_gc();
         Ok(Engine {
@@ -157,6 +167,39 @@ impl Engine {
             }
         });
         let _ = &self.runtime;
+    }
+}
+
+/// The loader after initialization: modules are resolved when the app is built.
+struct BuildTimeOnly;
+
+impl Resolver for BuildTimeOnly {
+    fn resolve<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        base: &str,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<String> {
+        Err(rquickjs::Error::new_resolving_message(
+            base,
+            name,
+            "modules are resolved when the app is built: import it statically",
+        ))
+    }
+}
+
+impl Loader for BuildTimeOnly {
+    fn load<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<Module<'js, rquickjs::module::Declared>> {
+        Err(rquickjs::Error::new_loading_message(
+            name,
+            "modules are resolved when the app is built",
+        ))
     }
 }
 

@@ -1,0 +1,2 @@
+import { punctuation } from "../punctuation.mjs";
+export const greet = (name) => `hello ${name}${punctuation}`;
