@@ -36,6 +36,9 @@ pub struct Baseline {
     pub engine: EdgeEngine,
     /// Host imports for it.
     pub linker: Linker<Host>,
+    /// Where the optimized code of a baseline deploy is compiled: low-priority threads
+    /// ([`crate::engine::optimizer_pool`]).
+    pub optimizer: Arc<rayon::ThreadPool>,
 }
 
 /// Which compiler produced an app's code.
@@ -163,19 +166,42 @@ impl Loader {
     /// The load pipeline, top to bottom: compile (through the cache, pre-initializing on a
     /// miss if the component asks for it), then link.
     pub async fn load(&self, name: String, config: AppConfig, app: Validated) -> Result<App> {
+        self.load_on(name, config, app, None).await
+    }
+
+    /// [`Loader::load`] for the optimized code of an app already serving from the baseline
+    /// tier: nobody waits for it, so it compiles on the low-priority optimizer threads.
+    pub async fn load_in_background(
+        &self,
+        name: String,
+        config: AppConfig,
+        app: Validated,
+    ) -> Result<App> {
+        let pool = self.baseline.as_ref().map(|b| b.optimizer.clone());
+        self.load_on(name, config, app, pool).await
+    }
+
+    async fn load_on(
+        &self,
+        name: String,
+        config: AppConfig,
+        app: Validated,
+        pool: Option<Arc<rayon::ThreadPool>>,
+    ) -> Result<App> {
         let start = Instant::now();
-        let guest = GuestEnv {
-            app: Arc::from(name.as_str()),
-            env: config.env.clone(),
-            memory_limit: config.limits.memory as usize,
-            outbound: Arc::new(config.outbound.clone()),
-        };
+        let guest = guest_env(&name, &config);
         let mut preinit_time = None;
+        let cache_key = if load::wants_preinit(&app.bytes)? {
+            snapshot_key(&app.digest, &config)
+        } else {
+            app.digest.clone()
+        };
         let compiled = compile::compile(
             &self.engine.engine,
             self.cache.as_ref(),
-            &app.digest,
+            &cache_key,
             app.bytes,
+            pool,
             async |bytes: Vec<u8>| {
                 if !load::wants_preinit(&bytes)? {
                     return Ok(bytes);
@@ -197,8 +223,6 @@ impl Loader {
         let link_start = Instant::now();
         let prepared = prepare::prepare(&self.linker, &compiled.component)?;
         let link = link_start.elapsed();
-        let permits = (config.limits.max_concurrency < self.defaults.max_concurrency)
-            .then(|| Arc::new(Semaphore::new(config.limits.max_concurrency)));
         let report = LoadReport {
             cache_hit: compiled.compile_time.is_none(),
             preinit: preinit_time,
@@ -206,20 +230,60 @@ impl Loader {
             link,
             total: start.elapsed(),
         };
-        Ok(App {
+        let code = Code {
             engine: self.engine.engine.clone(),
             tier: Tier::Optimized,
+            prepared,
+        };
+        Ok(self.assemble(name, config, code, app.digest, report))
+    }
+
+    /// An app that runs the code of `live`, which was loaded from the same bytes: a second
+    /// name for the same component, or a redeploy of it, compiles nothing. Only for
+    /// components that are not pre-initialized at load (that snapshot depends on the app's
+    /// manifest).
+    pub fn reuse(&self, name: String, config: AppConfig, live: &App) -> App {
+        let start = Instant::now();
+        let code = Code {
+            engine: live.engine.clone(),
+            tier: live.tier,
+            prepared: live.prepared.clone(),
+        };
+        let report = LoadReport {
+            cache_hit: true,
+            preinit: None,
+            compile: None,
+            link: Duration::ZERO,
+            total: start.elapsed(),
+        };
+        self.assemble(name, config, code, live.digest.clone(), report)
+    }
+
+    /// Puts an app together around its compiled, linked code.
+    fn assemble(
+        &self,
+        name: String,
+        config: AppConfig,
+        code: Code,
+        digest: String,
+        report: LoadReport,
+    ) -> App {
+        let permits = (config.limits.max_concurrency < self.defaults.max_concurrency)
+            .then(|| Arc::new(Semaphore::new(config.limits.max_concurrency)));
+        App {
+            engine: code.engine,
+            tier: code.tier,
+            guest: guest_env(&name, &config),
             name,
             config,
-            prepared,
-            guest,
+            prepared: code.prepared,
             permits,
-            digest: app.digest,
+            digest,
             report,
             version: None,
             manifest_text: None,
             stamp: std::sync::Mutex::new(None),
-        })
+        }
     }
 
     /// Like [`Loader::load`], but a component the cache has not seen (and that needs no
@@ -256,34 +320,48 @@ impl Loader {
         let link_start = Instant::now();
         let prepared = prepare::prepare(&baseline.linker, &component)?;
         let link = link_start.elapsed();
-        let guest = GuestEnv {
-            app: Arc::from(name.as_str()),
-            env: config.env.clone(),
-            memory_limit: config.limits.memory as usize,
-            outbound: Arc::new(config.outbound.clone()),
-        };
-        let permits = (config.limits.max_concurrency < self.defaults.max_concurrency)
-            .then(|| Arc::new(Semaphore::new(config.limits.max_concurrency)));
-        Ok(App {
+        let code = Code {
             engine: baseline.engine.engine.clone(),
             tier: Tier::Baseline,
-            name,
-            config,
             prepared,
-            guest,
-            permits,
-            digest: app.digest,
-            report: LoadReport {
-                cache_hit: false,
-                preinit: None,
-                compile: Some(compile),
-                link,
-                total: start.elapsed(),
-            },
-            version: None,
-            manifest_text: None,
-            stamp: std::sync::Mutex::new(None),
-        })
+        };
+        let report = LoadReport {
+            cache_hit: false,
+            preinit: None,
+            compile: Some(compile),
+            link,
+            total: start.elapsed(),
+        };
+        Ok(self.assemble(name, config, code, app.digest, report))
+    }
+}
+
+/// Compiled code linked against the host, and what it was compiled by.
+struct Code {
+    engine: wasmtime::Engine,
+    tier: Tier,
+    prepared: Prepared,
+}
+
+/// The cache key of a component pre-initialized at load. Its snapshot holds whatever
+/// `wizer-initialize` made of the app's environment and outbound access, so it belongs to
+/// those as much as to the bytes: another app deploying the same component with other
+/// settings (or secrets) must not get this one's snapshot.
+fn snapshot_key(digest: &str, config: &AppConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(digest.as_bytes());
+    hasher.update(format!("{:?}{:?}", config.env, config.outbound).as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// What a request's store needs to know about the app.
+fn guest_env(name: &str, config: &AppConfig) -> GuestEnv {
+    GuestEnv {
+        app: Arc::from(name),
+        env: config.env.clone(),
+        memory_limit: config.limits.memory as usize,
+        outbound: Arc::new(config.outbound.clone()),
     }
 }
 

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -102,12 +103,15 @@ impl Cache {
 }
 
 /// Compiles `bytes`, or loads the result from `cache` when an entry for `digest` exists.
-/// `preinit` runs only on a miss, before compiling.
+/// `preinit` runs only on a miss, before compiling. The compile runs its functions in
+/// parallel on `pool` ([`crate::engine::optimizer_pool`]) when given, else on rayon's
+/// global pool.
 pub async fn compile(
     engine: &Engine,
     cache: Option<&Cache>,
     digest: &str,
     bytes: Vec<u8>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     preinit: impl AsyncFnOnce(Vec<u8>) -> Result<Vec<u8>>,
 ) -> Result<Compiled> {
     if let Some(component) = cache.and_then(|c| c.load(engine, digest)) {
@@ -119,11 +123,14 @@ pub async fn compile(
     let bytes = preinit(bytes).await?;
     let start = Instant::now();
     let engine2 = engine.clone();
-    let component = tokio::task::spawn_blocking(move || Component::new(&engine2, &bytes))
-        .await
-        .context("the compiler thread panicked")?
-        .map_err(anyhow::Error::from)
-        .context("the component is invalid")?;
+    let component = tokio::task::spawn_blocking(move || match pool {
+        Some(pool) => pool.install(|| Component::new(&engine2, &bytes)),
+        None => Component::new(&engine2, &bytes),
+    })
+    .await
+    .context("the compiler thread panicked")?
+    .map_err(anyhow::Error::from)
+    .context("the component is invalid")?;
     let compile_time = start.elapsed();
     if let Some(cache) = cache
         && let Err(e) = cache.store(digest, &component)

@@ -6,7 +6,7 @@
 //! keep the version they started on; a failed change leaves everything as it was.
 
 use crate::app::{App, FileStamp, Loader, Tier, app_files, check_name};
-use crate::load::Validated;
+use crate::load::{self, Validated};
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::server::Server;
@@ -62,7 +62,8 @@ pub struct DeployReport {
     /// `optimized` (Cranelift, or the cache), or `baseline` (Winch): a deploy that missed
     /// the cache serves baseline code at once and switches to Cranelift's when it is ready.
     pub tier: String,
-    /// Storing the version durably, in ms.
+    /// Storing the version durably, in ms. Writing its files overlaps the compile; only
+    /// the final rename and making it current come after.
     pub store_ms: f64,
     /// From upload received to serving, in ms.
     pub total_ms: f64,
@@ -193,7 +194,7 @@ impl Control {
     async fn build(
         &self,
         name: &str,
-        wasm: Vec<u8>,
+        validated: Validated,
         manifest: Option<String>,
         how: How,
     ) -> Result<App, ControlError> {
@@ -201,27 +202,51 @@ impl Control {
             .loader
             .resolve_manifest(manifest.as_deref())
             .map_err(|e| ControlError::Invalid(e.context("invalid manifest")))?;
-        let validated = Validated::from_bytes(wasm).map_err(ControlError::Invalid)?;
-        // The same code being optimized in the background: wait for it (and its cache
-        // entry) rather than compiling it a second time.
+        let name = name.to_string();
+        // The same bytes already serve (under another name, or as this app's current
+        // version): their code is reused, unless it is a snapshot made with another
+        // manifest's environment. A deploy takes any tier; the optimized tier wants
+        // Cranelift's code.
+        let preinit = load::wants_preinit(&validated.bytes).map_err(ControlError::Invalid)?;
+        if !preinit {
+            let live = self
+                .apps
+                .lock()
+                .unwrap()
+                .values()
+                .find(|a| {
+                    a.digest == validated.digest && (how == How::Quick || a.tier == Tier::Optimized)
+                })
+                .cloned();
+            if let Some(live) = live {
+                let mut app = self.loader.reuse(name, config, &live);
+                app.manifest_text = manifest;
+                return Ok(app);
+            }
+        }
+        // A rollback to code being optimized in the background waits for it (and its cache
+        // entry) rather than compiling it a second time. A deploy does not wait: the
+        // baseline tier is quicker than the rest of a Cranelift compile.
         let pending = match how {
-            How::Background => None,
-            How::Quick | How::Full => self
+            How::Full => self
                 .optimizing
                 .lock()
                 .unwrap()
                 .get(&validated.digest)
                 .cloned(),
+            How::Quick | How::Background => None,
         };
         if let Some(mut done) = pending {
             let _ = done.wait_for(|d| *d).await;
         }
-        let load = if how == How::Quick {
-            self.loader
-                .load_quick(name.to_string(), config, validated)
-                .await
-        } else {
-            self.loader.load(name.to_string(), config, validated).await
+        let load = match how {
+            How::Quick => self.loader.load_quick(name, config, validated).await,
+            How::Full => self.loader.load(name, config, validated).await,
+            How::Background => {
+                self.loader
+                    .load_in_background(name, config, validated)
+                    .await
+            }
         };
         let mut app = load.map_err(ControlError::Invalid)?;
         app.manifest_text = manifest;
@@ -286,22 +311,49 @@ impl Control {
             });
         }
         let _busy = self.lock(name)?;
-        let mut app = self
-            .build(name, wasm.clone(), manifest.clone(), How::Quick)
-            .await?;
+        let validated = Validated::from_bytes(wasm.clone()).map_err(ControlError::Invalid)?;
+        // Writing and syncing the version's files does not depend on the compile, so it
+        // runs meanwhile; the version only becomes one (a rename) once the code is ready.
+        let stage = {
+            let (storage, name, wasm, manifest, digest) = (
+                self.storage.clone(),
+                name.to_string(),
+                wasm.clone(),
+                manifest.clone(),
+                validated.digest.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let start = Instant::now();
+                let staged =
+                    storage.stage_version(&name, &wasm, manifest.as_deref(), &digest, true);
+                (staged, start.elapsed())
+            })
+        };
+        let built = self
+            .build(name, validated, manifest.clone(), How::Quick)
+            .await;
+        let (staged, stage_time) = stage
+            .await
+            .map_err(|e| ControlError::Internal(anyhow::anyhow!("the storage task failed: {e}")))?;
+        let mut app = match built {
+            Ok(app) => app,
+            Err(e) => {
+                if let Ok(staged) = staged {
+                    self.storage.discard_version(staged);
+                }
+                return Err(e);
+            }
+        };
+        let staged = staged.map_err(ControlError::Internal)?;
         let store_start = Instant::now();
         let meta = self
             .storage
-            .save_version(name, &wasm, manifest.as_deref(), &app.digest)
-            .and_then(|meta| {
-                self.storage.make_current(name, &meta.version)?;
-                Ok(meta)
-            })
+            .commit_version(staged)
             .map_err(ControlError::Internal)?;
         if let Err(e) = self.storage.prune(name, self.keep_versions, &meta.version) {
             tracing::warn!("cannot prune old versions of `{name}`: {e:#}");
         }
-        let store_ms = ms(store_start.elapsed());
+        let store_ms = ms(stage_time + store_start.elapsed());
         app.version = Some(meta.clone());
         let r = &app.report;
         let checks = r.total - r.preinit.unwrap_or_default() - r.compile.unwrap_or_default();
@@ -338,14 +390,35 @@ impl Control {
     ) {
         let control = self.clone();
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-        self.optimizing
+        // The same code may already be compiling for another deploy: wait for it, then
+        // take its code (live under the other name, or from the cache).
+        let earlier = self
+            .optimizing
             .lock()
             .unwrap()
-            .insert(version.digest.clone(), done_rx);
+            .insert(version.digest.clone(), done_rx.clone());
         tokio::spawn(async move {
             let start = Instant::now();
-            let built = control.build(&name, wasm, manifest, How::Background).await;
-            control.optimizing.lock().unwrap().remove(&version.digest);
+            if let Some(mut earlier) = earlier {
+                let _ = earlier.wait_for(|d| *d).await;
+            }
+            let built = match Validated::from_bytes(wasm) {
+                Ok(validated) => {
+                    control
+                        .build(&name, validated, manifest, How::Background)
+                        .await
+                }
+                Err(e) => Err(ControlError::Invalid(e)),
+            };
+            {
+                let mut optimizing = control.optimizing.lock().unwrap();
+                if optimizing
+                    .get(&version.digest)
+                    .is_some_and(|rx| rx.same_channel(&done_rx))
+                {
+                    optimizing.remove(&version.digest);
+                }
+            }
             let _ = done_tx.send(true);
             let mut app = match built {
                 Ok(app) => app,
@@ -428,7 +501,8 @@ impl Control {
             .storage
             .read_version(name, &target.version)
             .map_err(ControlError::Internal)?;
-        let mut app = self.build(name, wasm, manifest, How::Full).await?;
+        let validated = Validated::from_bytes(wasm).map_err(ControlError::Invalid)?;
+        let mut app = self.build(name, validated, manifest, How::Full).await?;
         self.storage
             .make_current(name, &target.version)
             .map_err(ControlError::Internal)?;

@@ -7,7 +7,9 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-/// A component linked and type-checked against the host: ready to instantiate.
+/// A component linked and type-checked against the host: ready to instantiate. Cloning
+/// shares the code.
+#[derive(Clone)]
 pub struct Prepared {
     /// Pre-instantiated `wasi:http/proxy` world.
     pub pre: ProxyPre<Host>,

@@ -41,6 +41,18 @@ impl VersionMeta {
     }
 }
 
+/// A version whose files are written and synced under a temporary name
+/// ([`Storage::stage_version`]).
+#[derive(Debug)]
+pub struct StagedVersion {
+    name: String,
+    tmp: PathBuf,
+    meta: VersionMeta,
+    /// The app's next `NAME.wasm` and `NAME.toml`, written beside them, when staged as
+    /// current.
+    current: Option<(PathBuf, Option<PathBuf>)>,
+}
+
 /// The apps directory as a store of apps and their versions.
 #[derive(Debug, Clone)]
 pub struct Storage {
@@ -123,6 +135,22 @@ impl Storage {
         manifest: Option<&str>,
         digest: &str,
     ) -> Result<VersionMeta> {
+        let staged = self.stage_version(name, wasm, manifest, digest, false)?;
+        self.commit_version(staged)
+    }
+
+    /// The slow half of [`Storage::save_version`], which a deploy runs while it compiles:
+    /// writes and syncs the version's files under a temporary name — and, with
+    /// `as_current`, the app's current files too. Until [`Storage::commit_version`] it is
+    /// not a version; [`Storage::discard_version`] or crash recovery removes it.
+    pub fn stage_version(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        manifest: Option<&str>,
+        digest: &str,
+        as_current: bool,
+    ) -> Result<StagedVersion> {
         let parent = self.versions_dir(name);
         fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create `{}`", parent.display()))?;
@@ -148,10 +176,79 @@ impl Storage {
         }
         write_synced(&tmp.join("meta.json"), &serde_json::to_vec_pretty(&meta)?)?;
         sync_dir(&tmp)?;
-        fs::rename(&tmp, parent.join(&meta.version))
-            .with_context(|| format!("cannot store version {} of `{name}`", meta.version))?;
-        sync_dir(&parent)?;
-        Ok(meta)
+        let mut staged = StagedVersion {
+            name: name.to_string(),
+            tmp,
+            meta,
+            current: None,
+        };
+        if as_current {
+            let wasm_tmp = tmp_beside(&self.wasm_path(name));
+            let manifest_tmp = manifest.map(|_| tmp_beside(&self.manifest_path(name)));
+            // Recorded before writing, so a failure below still removes them.
+            staged.current = Some((wasm_tmp.clone(), manifest_tmp.clone()));
+            let written =
+                write_synced(&wasm_tmp, wasm).and_then(|()| match (&manifest_tmp, manifest) {
+                    (Some(path), Some(m)) => write_synced(path, m.as_bytes()),
+                    _ => Ok(()),
+                });
+            if let Err(e) = written {
+                self.discard_version(staged);
+                return Err(e);
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Makes a staged version a stored version (a rename: quick and atomic), and, if it was
+    /// staged `as_current`, the current one: manifest first, then the component (the commit
+    /// point), as [`Storage::make_current`] does.
+    pub fn commit_version(&self, mut staged: StagedVersion) -> Result<VersionMeta> {
+        let parent = self.versions_dir(&staged.name);
+        let stored = fs::rename(&staged.tmp, parent.join(&staged.meta.version))
+            .with_context(|| {
+                format!(
+                    "cannot store version {} of `{}`",
+                    staged.meta.version, staged.name
+                )
+            })
+            .and_then(|()| sync_dir(&parent));
+        if let Err(e) = stored {
+            self.discard_version(staged);
+            return Err(e);
+        }
+        if let Some((wasm_tmp, manifest_tmp)) = staged.current.take() {
+            let name = &staged.name;
+            let manifest = match &manifest_tmp {
+                Some(tmp) => rename(tmp, &self.manifest_path(name)),
+                None => remove_if_exists(&self.manifest_path(name)),
+            };
+            let current = manifest
+                .and_then(|()| rename(&wasm_tmp, &self.wasm_path(name)))
+                .and_then(|()| sync_dir(&self.dir));
+            if let Err(e) = current {
+                let _ = remove_if_exists(&wasm_tmp);
+                if let Some(tmp) = &manifest_tmp {
+                    let _ = remove_if_exists(tmp);
+                }
+                return Err(e);
+            }
+        }
+        Ok(staged.meta)
+    }
+
+    /// Drops a staged version: the deploy it was for failed.
+    pub fn discard_version(&self, staged: StagedVersion) {
+        let (wasm_tmp, manifest_tmp) = staged.current.unwrap_or_default();
+        for path in [Some(staged.tmp), Some(wasm_tmp), manifest_tmp]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            if let Err(e) = remove_if_exists(&path) {
+                tracing::warn!("{e:#}; crash recovery at the next start removes it");
+            }
+        }
     }
 
     /// Makes a stored version current: manifest first, then the component (the commit
@@ -255,16 +352,24 @@ impl Storage {
 /// Writes `path` so that it holds either its old contents or `bytes`, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!("{TMP_PREFIX}{file_name}-{}", std::process::id()));
-    let result = write_synced(&tmp, bytes).and_then(|()| {
-        fs::rename(&tmp, path).with_context(|| format!("cannot replace `{}`", path.display()))
-    });
+    let tmp = tmp_beside(path);
+    let result = write_synced(&tmp, bytes).and_then(|()| rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
     sync_dir(dir)
+}
+
+/// The temporary name `path` is written under before it is renamed into place; crash
+/// recovery removes leftovers by their prefix.
+fn tmp_beside(path: &Path) -> PathBuf {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!("{TMP_PREFIX}{file_name}-{}", std::process::id()))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).with_context(|| format!("cannot replace `{}`", to.display()))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -339,5 +444,54 @@ mod tests {
         s.delete("app").unwrap();
         assert!(!s.wasm_path("app").exists());
         assert!(s.versions("app").unwrap().is_empty());
+    }
+
+    /// What a deploy does while it compiles: nothing is visible until the commit, a
+    /// discard leaves no trace, a commit makes the version stored and current at once.
+    #[test]
+    fn staged_versions_are_invisible_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::new(dir.path());
+        let digest = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let listing = || {
+            let mut names: Vec<String> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        s.save_version("app", b"one", None, &digest(b"one"))
+            .unwrap();
+        s.make_current("app", "v1").unwrap();
+        let before = listing();
+
+        let staged = s
+            .stage_version("app", b"bad", Some("x = 1\n"), &digest(b"bad"), true)
+            .unwrap();
+        assert_eq!(s.versions("app").unwrap().len(), 1);
+        assert_eq!(fs::read(s.wasm_path("app")).unwrap(), b"one");
+        s.discard_version(staged);
+        assert_eq!(listing(), before);
+        assert_eq!(s.versions("app").unwrap().len(), 1);
+
+        let staged = s
+            .stage_version(
+                "app",
+                b"two",
+                Some("timeout = \"2s\"\n"),
+                &digest(b"two"),
+                true,
+            )
+            .unwrap();
+        let meta = s.commit_version(staged).unwrap();
+        assert_eq!(meta.version, "v2");
+        assert_eq!(fs::read(s.wasm_path("app")).unwrap(), b"two");
+        assert_eq!(
+            fs::read_to_string(s.manifest_path("app")).unwrap(),
+            "timeout = \"2s\"\n"
+        );
+        assert_eq!(s.current_version("app").unwrap().unwrap().version, "v2");
+        assert!(!listing().iter().any(|n| n.starts_with(TMP_PREFIX)));
     }
 }

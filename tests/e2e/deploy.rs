@@ -603,3 +603,43 @@ async fn baseline_code_is_held_to_the_same_limits() {
     }
     edge.expect_log("memory-limit");
 }
+
+/// Code already serving is reused: the same bytes under a second name compile nothing,
+/// whichever tier is live, and each app keeps its own manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bytes_under_another_name_reuse_the_live_code() {
+    let apps = Apps::new();
+    let edge = Edge::start_with_token(apps.path(), &["--no-cache"], TOKEN);
+    let counter = std::fs::read(guest("counter")).unwrap();
+    let deploy = async |name: &str| {
+        let r = admin(
+            edge.admin,
+            "PUT",
+            &format!("/apps/{name}"),
+            TOKEN,
+            None,
+            counter.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()
+    };
+    let first = deploy("first").await;
+    assert!(first["compile_ms"].as_f64().unwrap() > 0.0, "{first}");
+    let second = deploy("second").await;
+    assert!(second["compile_ms"].is_null(), "{second}");
+    assert_eq!(second["digest"], first["digest"]);
+    for name in ["first", "second"] {
+        assert_eq!(
+            get(edge.addr, &format!("{name}.localhost"), "/").await.body,
+            "1"
+        );
+    }
+    // Once optimized code serves, a third name takes that.
+    edge.expect_log("optimized `first` v1");
+    edge.expect_log("optimized `second` v1");
+    let third = deploy("third").await;
+    assert!(third["compile_ms"].is_null(), "{third}");
+    assert_eq!(third["tier"], "optimized", "{third}");
+    assert_eq!(get(edge.addr, "third.localhost", "/").await.body, "1");
+}

@@ -82,6 +82,31 @@ async fn wizer_preinitializes_once_at_load_and_never_per_request() {
     assert_eq!(resp.body, "init-runs=1 sum=333833500");
 }
 
+/// A snapshot holds what set-up made of the app's manifest (its environment here), so
+/// two apps of the same component with different manifests must each get their own, also
+/// when they share a cache: a tenant's secrets never reach another's snapshot.
+#[tokio::test]
+async fn a_snapshot_belongs_to_its_apps_manifest_not_just_its_bytes() {
+    let apps = Apps::new();
+    apps.add_as("wizer", "first").add_as("wizer", "second");
+    apps.manifest("first", "[env]\nGREETING = \"first\"\n");
+    apps.manifest("second", "[env]\nGREETING = \"second\"\n");
+    let cache = apps.path().join("cache");
+    for _ in 0..2 {
+        // The second start loads both snapshots from the cache.
+        let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
+        for name in ["first", "second"] {
+            let resp = get(edge.addr, &format!("{name}.localhost"), "/").await;
+            assert_eq!(
+                resp.body,
+                format!("init-runs=1 sum=333833500 greeting={name}"),
+                "{}",
+                edge.log()
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn without_address_space_for_the_pool_it_falls_back_to_on_demand() {
     let apps = Apps::new();

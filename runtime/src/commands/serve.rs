@@ -257,6 +257,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
             Some(Baseline {
                 linker: prepare::linker(&engine.engine)?,
                 engine,
+                optimizer: Arc::new(crate::engine::optimizer_pool()?),
             })
         }
         false => None,
