@@ -102,6 +102,9 @@ impl FileStamp {
 pub struct LoadReport {
     /// `true` when the native code came from the cache (no Wizer, no Cranelift).
     pub cache_hit: bool,
+    /// `true` when the code is that of a live app loaded from the same bytes
+    /// ([`Loader::reuse`]): nothing was compiled or read.
+    pub reused: bool,
     /// Time spent in `wizer-initialize` and snapshotting, when it ran.
     pub preinit: Option<Duration>,
     /// Time spent in Cranelift, on a miss.
@@ -225,6 +228,7 @@ impl Loader {
         let link = link_start.elapsed();
         let report = LoadReport {
             cache_hit: compiled.compile_time.is_none(),
+            reused: false,
             preinit: preinit_time,
             compile: compiled.compile_time,
             link,
@@ -251,6 +255,7 @@ impl Loader {
         };
         let report = LoadReport {
             cache_hit: true,
+            reused: true,
             preinit: None,
             compile: None,
             link: Duration::ZERO,
@@ -327,6 +332,7 @@ impl Loader {
         };
         let report = LoadReport {
             cache_hit: false,
+            reused: false,
             preinit: None,
             compile: Some(compile),
             link,

@@ -59,6 +59,9 @@ pub struct DeployReport {
     pub preinit_ms: Option<f64>,
     /// Compiling, in ms; `None` when the code came from the cache.
     pub compile_ms: Option<f64>,
+    /// Where the code came from: `compiled` (by this deploy), `cache` (the compile cache),
+    /// or `live` (another app or version serving the same bytes).
+    pub code: String,
     /// `optimized` (Cranelift, or the cache), or `baseline` (Winch): a deploy that missed
     /// the cache serves baseline code at once and switches to Cranelift's when it is ready.
     pub tier: String,
@@ -364,6 +367,12 @@ impl Control {
             validate_ms: ms(checks),
             preinit_ms: app.report.preinit.map(ms),
             compile_ms: app.report.compile.map(ms),
+            code: match (app.report.reused, app.report.cache_hit) {
+                (true, _) => "live",
+                (false, true) => "cache",
+                (false, false) => "compiled",
+            }
+            .into(),
             tier: tier_name(app.tier).into(),
             store_ms,
             total_ms: 0.0,

@@ -626,8 +626,10 @@ async fn the_same_bytes_under_another_name_reuse_the_live_code() {
     };
     let first = deploy("first").await;
     assert!(first["compile_ms"].as_f64().unwrap() > 0.0, "{first}");
+    assert_eq!(first["code"], "compiled", "{first}");
     let second = deploy("second").await;
     assert!(second["compile_ms"].is_null(), "{second}");
+    assert_eq!(second["code"], "live", "{second}");
     assert_eq!(second["digest"], first["digest"]);
     for name in ["first", "second"] {
         assert_eq!(
@@ -642,4 +644,11 @@ async fn the_same_bytes_under_another_name_reuse_the_live_code() {
     assert!(third["compile_ms"].is_null(), "{third}");
     assert_eq!(third["tier"], "optimized", "{third}");
     assert_eq!(get(edge.addr, "third.localhost", "/").await.body, "1");
+    let (ok, out, err) = cli(
+        &edge,
+        TOKEN,
+        &["deploy", &path("counter"), "--name", "fourth"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("the same bytes already serve"), "{out}");
 }

@@ -70,6 +70,9 @@ impl DeployArgs {
             opt(&r["validate_ms"]),
             opt(&r["preinit_ms"]),
             match (r["compile_ms"].is_null(), r["tier"].as_str()) {
+                (true, _) if r["code"] == "live" => {
+                    "none (the same bytes already serve; their code is reused)".to_string()
+                }
                 (true, _) => "cached".to_string(),
                 (false, Some("baseline")) => format!(
                     "{} (baseline tier; optimizing in the background)",
