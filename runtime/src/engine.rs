@@ -2,8 +2,10 @@
 //! pooling instance allocator with copy-on-write memory images.
 
 use anyhow::{Context, Result};
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -49,6 +51,8 @@ pub struct EdgeEngine {
     pub engine: Engine,
     /// Whether instances come from the pool.
     pub pooling: bool,
+    /// The cache of compiled glue code, for the baseline engine.
+    pub glue: Option<Arc<GlueCache>>,
 }
 
 impl EdgeEngine {
@@ -60,15 +64,18 @@ impl EdgeEngine {
                     .map_err(anyhow::Error::from)
                     .context("cannot create the wasm engine")?,
                 pooling: false,
+                glue: None,
             }),
             Allocator::Pooling => Ok(EdgeEngine {
                 engine: pooled(slots)?,
                 pooling: true,
+                glue: None,
             }),
             Allocator::Auto => match pooled(slots) {
                 Ok(engine) => Ok(EdgeEngine {
                     engine,
                     pooling: true,
+                    glue: None,
                 }),
                 Err(err) => {
                     tracing::warn!(
@@ -92,15 +99,27 @@ impl EdgeEngine {
     /// builtins. Those are short straight-line functions that optimizing cannot speed up
     /// much, so this engine compiles them with Cranelift's optimizer off: about 12 % less
     /// compile time for the hello example (`benches/compile.rs`).
+    ///
+    /// And it caches them: most of that glue is the same from one component to the next
+    /// (a trampoline's code depends on its signature, not on which function it enters), so
+    /// Cranelift's incremental cache ([`GlueCache`]) compiles each shape once per process.
+    /// wasmtime 48's Winch integration refuses the cache; `vendor/wasmtime-internal-winch`
+    /// is 48.0.8 with the one change that hands it to Winch's Cranelift.
     pub fn baseline() -> Result<EdgeEngine> {
         let mut config = base_config();
         config.strategy(wasmtime::Strategy::Winch);
         config.cranelift_opt_level(wasmtime::OptLevel::None);
+        let glue = Arc::new(GlueCache::default());
+        config
+            .enable_incremental_compilation(glue.clone())
+            .map_err(anyhow::Error::from)
+            .context("cannot enable the baseline engine's compile cache")?;
         Ok(EdgeEngine {
             engine: Engine::new(&config)
                 .map_err(anyhow::Error::from)
                 .context("cannot create the baseline (Winch) engine")?,
             pooling: false,
+            glue: Some(glue),
         })
     }
 
@@ -119,6 +138,79 @@ impl EdgeEngine {
             })
             .expect("spawning the epoch thread");
         EpochTicker { stop }
+    }
+}
+
+/// The most the glue cache holds, keys and values. The glue of a typical component is a few
+/// hundred entries of a few hundred bytes; past this, new shapes are compiled every time.
+const GLUE_CACHE_BYTES: usize = 32 << 20;
+
+/// Cranelift's incremental-compilation cache for the baseline engine's glue code
+/// (trampolines, builtins): in memory, shared by every deploy, bounded by
+/// 32 MiB. Cranelift keys an entry by a SHA-256 of the function's IR (the names it calls
+/// aside) and the target flags, and fills in the function's own names when it reads one
+/// back, so an entry only ever stands in for identical code.
+#[derive(Debug, Default)]
+pub struct GlueCache {
+    inner: Mutex<GlueEntries>,
+}
+
+#[derive(Debug, Default)]
+struct GlueEntries {
+    map: HashMap<Vec<u8>, Vec<u8>>,
+    bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+/// What the glue cache holds and how it has done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GlueStats {
+    /// Entries held.
+    pub entries: usize,
+    /// Bytes held, keys and values.
+    pub bytes: usize,
+    /// Functions whose code came from the cache.
+    pub hits: u64,
+    /// Functions Cranelift compiled (and offered to the cache).
+    pub misses: u64,
+}
+
+impl GlueCache {
+    /// Its contents and hit counts so far.
+    pub fn stats(&self) -> GlueStats {
+        let inner = self.inner.lock().unwrap();
+        GlueStats {
+            entries: inner.map.len(),
+            bytes: inner.bytes,
+            hits: inner.hits,
+            misses: inner.misses,
+        }
+    }
+}
+
+impl wasmtime::CacheStore for GlueCache {
+    fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let mut inner = self.inner.lock().unwrap();
+        let found = inner.map.get(key).map(|v| Cow::Owned(v.clone()));
+        match found {
+            Some(_) => inner.hits += 1,
+            None => inner.misses += 1,
+        }
+        found
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        let mut inner = self.inner.lock().unwrap();
+        let size = key.len() + value.len();
+        if inner.bytes + size > GLUE_CACHE_BYTES {
+            return false;
+        }
+        if let Some(old) = inner.map.insert(key.to_vec(), value) {
+            inner.bytes -= key.len() + old.len();
+        }
+        inner.bytes += size;
+        true
     }
 }
 
@@ -201,4 +293,59 @@ fn pooled(slots: u32) -> Result<Engine> {
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("cannot reserve the instance pool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::CacheStore;
+    use wasmtime::component::Component;
+
+    /// Three functions of one signature in a table: Winch compiles their bodies, Cranelift
+    /// an entry trampoline for each, and those trampolines are the same code.
+    const TABLE_OF_THREE: &str = r#"
+        (component
+          (core module $m
+            (type $t (func (param i32) (result i32)))
+            (table 3 funcref)
+            (elem (i32.const 0) func $a $b $c)
+            (func $a (type $t) local.get 0)
+            (func $b (type $t) local.get 0 i32.const 1 i32.add)
+            (func $c (type $t) local.get 0 i32.const 2 i32.mul)
+            (func (export "f") (param i32) (result i32)
+              local.get 0 local.get 0 call_indirect (type $t)))
+          (core instance $i (instantiate $m))
+          (func (export "f") (param "x" u32) (result u32) (canon lift (core func $i "f"))))
+    "#;
+
+    #[test]
+    fn the_baseline_engine_compiles_each_shape_of_glue_once() {
+        let baseline = EdgeEngine::baseline().unwrap();
+        let glue = baseline.glue.clone().unwrap();
+        Component::new(&baseline.engine, TABLE_OF_THREE).unwrap();
+        let first = glue.stats();
+        assert!(first.entries > 0, "{first:?}");
+        assert!(
+            first.hits >= 2,
+            "identical trampolines were compiled apart: {first:?}"
+        );
+        // The same glue again, as for a second app: nothing new for Cranelift.
+        Component::new(&baseline.engine, TABLE_OF_THREE).unwrap();
+        let second = glue.stats();
+        assert_eq!(second.entries, first.entries, "{second:?}");
+        assert_eq!(second.misses, first.misses, "{second:?}");
+        assert!(second.hits > first.hits, "{second:?}");
+    }
+
+    #[test]
+    fn the_glue_cache_is_bounded() {
+        let cache = GlueCache::default();
+        assert!(cache.insert(b"a", vec![0; 1024]));
+        assert!(!cache.insert(b"b", vec![0; GLUE_CACHE_BYTES]));
+        assert!(cache.insert(b"a", vec![1; 16]));
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.bytes), (1, 17));
+        assert_eq!(cache.get(b"a").as_deref(), Some(&[1u8; 16][..]));
+        assert_eq!(cache.get(b"b"), None);
+    }
 }
