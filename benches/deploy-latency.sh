@@ -22,7 +22,9 @@ rustup target add wasm32-wasip2 >/dev/null
 (cd examples/apps && cargo build --release --quiet)
 cargo build --release --quiet -p edge
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# Servers started by `start` run in a subshell ($(...) or <(...)), so they are not jobs
+# of this shell: their pids are kept in $work/pids.
+trap 'kill $(jobs -p) $(cat "$work/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 export EDGE_ADMIN_TOKEN=bench-token
 hello=target/wasm/wasm32-wasip2/release/hello.wasm
 
@@ -31,6 +33,7 @@ start() { # name, extra args... -> "http_port admin_port"
   mkdir -p "$work/$name"
   "$EDGE" serve "$work/$name" --listen 127.0.0.1:0 --admin 127.0.0.1:0 "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
+  echo $! >>"$work/pids"
   for _ in $(seq 1 300); do
     if grep -q 'Serving HTTP on' "$work/$name.out"; then
       echo "$(grep -o 'Serving HTTP on http://[0-9.]*:[0-9]*' "$work/$name.out" | sed 's/.*://') \

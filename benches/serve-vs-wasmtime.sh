@@ -29,7 +29,9 @@ rustup target add wasm32-wasip2 >/dev/null
 (cd examples/apps && cargo build --release --quiet)
 cargo build --release --quiet -p edge
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# Servers started by `start` run in a subshell ($(...) or <(...)), so they are not jobs
+# of this shell: their pids are kept in $work/pids.
+trap 'kill $(jobs -p) $(cat "$work/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/apps"
 cp target/wasm/wasm32-wasip2/release/hello.wasm "$work/apps/hello.wasm"
 
@@ -37,6 +39,7 @@ cp target/wasm/wasm32-wasip2/release/hello.wasm "$work/apps/hello.wasm"
 start() { # name, command...
   local name=$1; shift
   taskset -c 0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  echo $! >>"$work/pids"
   for _ in $(seq 1 600); do
     if grep -qo 'Serving HTTP on http://[0-9.]*:[0-9]*' "$work/$name.out" "$work/$name.err" 2>/dev/null; then
       grep -ho 'Serving HTTP on http://[0-9.]*:[0-9]*' "$work/$name.out" "$work/$name.err" | head -1 | sed 's/.*://'
