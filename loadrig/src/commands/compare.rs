@@ -17,7 +17,9 @@ use super::{Verdict, usage};
 ///
 /// With no URLs it builds what it needs from the checkout (edge, the native server, the
 /// app's component) and starts both servers on free loopback ports, pinned to CPU 0 with
-/// the generator on CPU 1 when there are two CPUs.
+/// the generator on CPU 1 when there are two CPUs. Cold starts come last, from servers of
+/// their own started unpinned once the load servers are gone: nothing else runs then, so a
+/// deploy compiles with every CPU, as it would on a server not under a load test.
 #[derive(Debug, Parser)]
 #[command(after_help = "Examples:\n  \
     loadrig compare native wasm                       # hello, the embedded default\n  \

@@ -217,20 +217,31 @@ fn wait_optimized(edge: &Server, token: &str, app: &str) -> anyhow::Result<()> {
 }
 
 /// Spawns a server and returns process start → first byte of its first response.
-fn start_to_first_byte(cmd: Command, cpu: Option<usize>, host: &str) -> anyhow::Result<f64> {
-    let server = Server::start(cmd, cpu, false)?;
+fn start_to_first_byte(cmd: Command, host: &str) -> anyhow::Result<f64> {
+    let server = Server::start(cmd, None, false)?;
     let (status, first, _) = http(&server.url, "GET", "/", &[("host", host)], b"")?;
     ensure!(status < 500, "the server answered {status}");
     Ok((first - server.spawned).as_secs_f64() * 1000.0)
+}
+
+/// `edge serve APPS` on free loopback ports, with its cache in `cache` and the plan's token.
+fn edge_serve(plan: &ColdPlan<'_>, apps: &std::path::Path, cache: &std::path::Path) -> Command {
+    let mut c = Command::new(&plan.built.edge);
+    c.arg("serve")
+        .arg(apps)
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("EDGE_ADMIN_TOKEN", plan.token)
+        .env_remove("RUST_BACKTRACE");
+    c
 }
 
 /// Everything needed to force cold starts.
 pub struct ColdPlan<'a> {
     /// The builds.
     pub built: &'a Built,
-    /// A running edge with an admin API.
-    pub edge: &'a Server,
-    /// Its admin token.
+    /// The admin token the edge servers started here accept.
     pub token: &'a str,
     /// The app under test.
     pub app: &'a str,
@@ -238,13 +249,19 @@ pub struct ColdPlan<'a> {
     pub scratch: &'a std::path::Path,
     /// Repetitions of each.
     pub repeat: usize,
-    /// The CPU servers are pinned to.
-    pub cpu: Option<usize>,
 }
 
 /// Measures every kind of cold start, reporting progress on stderr.
+///
+/// The servers here are started for it, unpinned and with edge's default threads: nothing
+/// else runs while they are measured, so a deploy compiles and a process starts with every
+/// CPU, as they would on a server that is not under a load test.
 pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
     let component = std::fs::read(&plan.built.component)?;
+    let deploy_apps = plan.scratch.join("cold-deploy-apps");
+    std::fs::create_dir_all(&deploy_apps)?;
+    let c = edge_serve(plan, &deploy_apps, &plan.scratch.join("cold-deploy-cache"));
+    let edge = &Server::start(c, None, true)?;
     let name = "cold";
     let nonce0 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -269,15 +286,15 @@ pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
         let bytes = with_nonce(&component, nonce0 + i as u64);
         empty
             .samples_ms
-            .push(deploy_to_first_byte(plan.edge, plan.token, name, &bytes)?);
+            .push(deploy_to_first_byte(edge, plan.token, name, &bytes)?);
         // That deploy served baseline code; let Cranelift's finish (and reach the cache)
         // so the next one measures a deploy of code already compiled. The app goes first:
         // edge reuses the code of the same bytes while they serve, and this measures the
         // cache.
-        wait_optimized(plan.edge, plan.token, name)?;
-        delete_app(plan.edge, plan.token, name)?;
+        wait_optimized(edge, plan.token, name)?;
+        delete_app(edge, plan.token, name)?;
         warm.samples_ms
-            .push(deploy_to_first_byte(plan.edge, plan.token, name, &bytes)?);
+            .push(deploy_to_first_byte(edge, plan.token, name, &bytes)?);
     }
     // Process starts: edge with its cache warm (the code compiled above), native as is.
     let apps = plan.scratch.join("cold-apps");
@@ -288,26 +305,9 @@ pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
     )?;
     let cache = plan.scratch.join("cold-cache");
     let host = format!("{}.localhost", plan.app);
-    let edge_cmd = || {
-        let mut c = Command::new(&plan.built.edge);
-        c.arg("serve")
-            .arg(&apps)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-                "--threads",
-                "1",
-            ])
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("EDGE_ADMIN_TOKEN", plan.token)
-            .env_remove("RUST_BACKTRACE");
-        c
-    };
+    let edge_cmd = || edge_serve(plan, &apps, &cache);
     // Fill the cache once, unmeasured.
-    start_to_first_byte(edge_cmd(), plan.cpu, &host)?;
+    start_to_first_byte(edge_cmd(), &host)?;
     let mut serve = ColdStart {
         name: "edge serve process start → first byte",
         how: "spawn `edge serve` (compile cache warm), GET /",
@@ -326,12 +326,10 @@ pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
         );
         serve
             .samples_ms
-            .push(start_to_first_byte(edge_cmd(), plan.cpu, &host)?);
+            .push(start_to_first_byte(edge_cmd(), &host)?);
         let mut n = Command::new(&plan.built.native);
         n.args(["--app", plan.app, "--listen", "127.0.0.1:0"]);
-        native
-            .samples_ms
-            .push(start_to_first_byte(n, plan.cpu, &host)?);
+        native.samples_ms.push(start_to_first_byte(n, &host)?);
     }
     eprint!("\r\x1b[2K");
     Ok(vec![empty, warm, serve, native])

@@ -88,13 +88,22 @@ fn say(msg: &str) {
     eprintln!("loadrig: {msg}");
 }
 
-/// Pins the calling thread (and the threads it spawns from now on) to `cpu`.
-fn pin_self(cpu: usize) {
-    use nix::sched::{CpuSet, sched_setaffinity};
+/// Pins the calling thread (and the threads it spawns from now on) to `cpu`; returns the
+/// CPUs it could run on before, for [`restore_affinity`].
+fn pin_self(cpu: usize) -> Option<nix::sched::CpuSet> {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let me = nix::unistd::Pid::from_raw(0);
+    let before = sched_getaffinity(me).ok();
     let mut set = CpuSet::new();
     if set.set(cpu).is_ok() {
-        let _ = sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+        let _ = sched_setaffinity(me, &set);
     }
+    before
+}
+
+/// Lets the calling thread run on the CPUs [`pin_self`] took it from.
+fn restore_affinity(before: &nix::sched::CpuSet) {
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), before);
 }
 
 /// Runs the comparison.
@@ -160,9 +169,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         urls[i] = server.url.clone();
         servers.push(server);
     }
-    if pin {
-        pin_self(1);
-    }
+    let unpinned = if pin { pin_self(1) } else { None };
     let (method, path, body) = workload(&cfg.app);
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -252,16 +259,22 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         )?);
     }
     let cold = match (edge_index, &built, cfg.cold) {
-        (Some(e), Some(built), n) if n > 0 && cfg.urls[0].is_none() => {
-            say(&format!("cold start: {n} of each"));
+        (Some(_), Some(built), n) if n > 0 && cfg.urls[0].is_none() => {
+            say(&format!(
+                "cold start: {n} of each (unpinned, the load servers stopped)"
+            ));
+            // Nothing else runs from here on: the servers under load go, and the cold
+            // starts get every CPU (see `cold::measure`).
+            drop(std::mem::take(&mut servers));
+            if let Some(before) = &unpinned {
+                restore_affinity(before);
+            }
             cold::measure(&cold::ColdPlan {
                 built,
-                edge: &servers[e],
                 token: &token,
                 app: &cfg.app,
                 scratch: &scratch.path,
                 repeat: n,
-                cpu: server_cpu,
             })?
         }
         _ => Vec::new(),
