@@ -87,11 +87,27 @@ fn compare_runs_both_sides_and_reports_a_consistent_table() {
         }
     }
     let cold = doc["cold_start"].as_array().unwrap();
-    assert_eq!(cold.len(), 4, "{cold:?}");
+    assert_eq!(cold.len(), 5, "{cold:?}");
     for c in cold {
         let samples = c["samples_ms"].as_array().unwrap();
         assert_eq!(samples.len(), 2, "{c}");
         assert!(samples.iter().all(|s| s.as_f64().unwrap() > 0.0), "{c}");
+    }
+    // The second row is the compile inside each empty-cache deploy of the first: never more
+    // than the deploy → first byte it is part of.
+    let samples = |i: usize| -> Vec<f64> {
+        let v = cold[i]["samples_ms"].as_array().unwrap();
+        v.iter().map(|s| s.as_f64().unwrap()).collect()
+    };
+    assert!(
+        cold[1]["name"].as_str().unwrap().contains("compiling"),
+        "{cold:?}"
+    );
+    for (deploy, compile) in samples(0).into_iter().zip(samples(1)) {
+        assert!(
+            compile < deploy,
+            "compile {compile} ms > deploy {deploy} ms"
+        );
     }
     let html = std::fs::read_to_string(&h).unwrap();
     assert!(html.contains("<table>") && html.contains("<svg"), "{html}");

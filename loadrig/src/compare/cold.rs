@@ -132,13 +132,14 @@ pub fn with_nonce(component: &[u8], nonce: u64) -> Vec<u8> {
     out
 }
 
-/// Deploys `component` as `app` and returns deploy → first byte of the first `200` from it.
+/// Deploys `component` as `app` and returns deploy → first byte of the first `200` from it,
+/// and the compile time edge reported for the deploy (`None`: the code was not compiled).
 fn deploy_to_first_byte(
     edge: &Server,
     token: &str,
     app: &str,
     component: &[u8],
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Option<f64>)> {
     let admin = edge.admin.as_deref().context("edge has no admin API")?;
     let auth = format!("Bearer {token}");
     let host = format!("{app}.localhost");
@@ -158,11 +159,14 @@ fn deploy_to_first_byte(
         "deploy answered {status}: {}",
         String::from_utf8_lossy(&body)
     );
+    let report: serde_json::Value =
+        serde_json::from_slice(&body).context("the deploy's answer is not JSON")?;
+    let compile_ms = report["compile_ms"].as_f64();
     loop {
         let (status, first, _) = http(&edge.url, "GET", "/", &[("host", &host)], b"")?;
         if status != 404 {
             ensure!(status < 500, "the deployed app answered {status}");
-            return Ok((first - start).as_secs_f64() * 1000.0);
+            return Ok(((first - start).as_secs_f64() * 1000.0, compile_ms));
         }
         ensure!(
             start.elapsed() < COLD_TIMEOUT,
@@ -272,6 +276,11 @@ pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
         how: "PUT /apps/cold with a component no cache has seen (a fresh custom section); edge serves it from the baseline tier (Winch) while Cranelift compiles in the background",
         samples_ms: Vec::new(),
     };
+    let mut compiling = ColdStart {
+        name: "empty cache: of it, compiling (edge's report)",
+        how: "compile_ms of each empty-cache deploy's answer: the part of it spent compiling",
+        samples_ms: Vec::new(),
+    };
     let mut warm = ColdStart {
         name: "deploy → first byte, code already compiled",
         how: "DELETE /apps/cold, then PUT the bytes just deployed again: their code comes from the compile cache (code still live would be reused without even that)",
@@ -284,9 +293,11 @@ pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
             plan.repeat
         );
         let bytes = with_nonce(&component, nonce0 + i as u64);
-        empty
-            .samples_ms
-            .push(deploy_to_first_byte(edge, plan.token, name, &bytes)?);
+        let (ms, compile_ms) = deploy_to_first_byte(edge, plan.token, name, &bytes)?;
+        empty.samples_ms.push(ms);
+        compiling.samples_ms.push(
+            compile_ms.context("edge reported no compile for a component no cache has seen")?,
+        );
         // That deploy served baseline code; let Cranelift's finish (and reach the cache)
         // so the next one measures a deploy of code already compiled. The app goes first:
         // edge reuses the code of the same bytes while they serve, and this measures the
@@ -294,7 +305,7 @@ pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
         wait_optimized(edge, plan.token, name)?;
         delete_app(edge, plan.token, name)?;
         warm.samples_ms
-            .push(deploy_to_first_byte(edge, plan.token, name, &bytes)?);
+            .push(deploy_to_first_byte(edge, plan.token, name, &bytes)?.0);
     }
     // Process starts: edge with its cache warm (the code compiled above), native as is.
     let apps = plan.scratch.join("cold-apps");
@@ -332,7 +343,7 @@ pub fn measure(plan: &ColdPlan<'_>) -> anyhow::Result<Vec<ColdStart>> {
         native.samples_ms.push(start_to_first_byte(n, &host)?);
     }
     eprint!("\r\x1b[2K");
-    Ok(vec![empty, warm, serve, native])
+    Ok(vec![empty, compiling, warm, serve, native])
 }
 
 #[cfg(test)]
