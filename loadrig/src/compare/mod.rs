@@ -169,7 +169,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         urls[i] = server.url.clone();
         servers.push(server);
     }
-    let unpinned = if pin { pin_self(1) } else { None };
+    let affinity_before_pin = if pin { pin_self(1) } else { None };
     let (method, path, body) = workload(&cfg.app);
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -266,7 +266,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
             // Nothing else runs from here on: the servers under load go, and the cold
             // starts get every CPU (see `cold::measure`).
             drop(std::mem::take(&mut servers));
-            if let Some(before) = &unpinned {
+            if let Some(before) = &affinity_before_pin {
                 restore_affinity(before);
             }
             cold::measure(&cold::ColdPlan {
