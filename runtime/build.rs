@@ -104,16 +104,32 @@ fn missing_toolchain() -> Option<String> {
     if let Some(sysroot) = &sysroot {
         println!("cargo:rerun-if-changed={}", sysroot.display());
     }
-    if clang_path.is_none() {
-        return Some(clang);
+    let missing = if clang_path.is_none() {
+        Some(clang)
+    } else if !wasi_libc.exists() {
+        Some("wasi-libc".into())
+    } else if !sysroot.as_ref().is_some_and(|p| p.is_dir()) {
+        Some("the wasm32-wasip2 Rust target".into())
+    } else {
+        None
+    };
+    if missing.is_some() {
+        // A missing trigger path reruns the script on every build, but once a package
+        // installs it, the file carries the package's (older) modification time and cargo
+        // would take it as unchanged, keeping the engine-less build. What an install does
+        // change is the directory the compiler lands in, dpkg's database and rustup's
+        // target list: watch those too while something is missing.
+        for dir in env::split_paths(&env::var_os("PATH").unwrap_or_default()) {
+            if dir.is_dir() {
+                println!("cargo:rerun-if-changed={}", dir.display());
+            }
+        }
+        println!("cargo:rerun-if-changed=/var/lib/dpkg/status");
+        if let Some(rustlib) = sysroot.as_ref().and_then(|p| p.ancestors().nth(2)) {
+            println!("cargo:rerun-if-changed={}", rustlib.display());
+        }
     }
-    if !wasi_libc.exists() {
-        return Some("wasi-libc".into());
-    }
-    if !sysroot.is_some_and(|p| p.is_dir()) {
-        return Some("the wasm32-wasip2 Rust target".into());
-    }
-    None
+    missing
 }
 
 fn which(program: &str) -> Option<PathBuf> {

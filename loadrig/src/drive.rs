@@ -688,7 +688,7 @@ async fn dispatch(w: Rc<Worker>) {
 
 /// Parses a `Server-Timing` value (`name;dur=1.5;desc="x", other;dur=2`) into
 /// `(name, ms)` pairs; entries without a duration are skipped.
-fn server_timings(value: &str) -> Vec<(String, f64)> {
+pub fn server_timings(value: &str) -> Vec<(String, f64)> {
     let mut out = Vec::new();
     for entry in value.split(',') {
         let mut parts = entry.split(';');

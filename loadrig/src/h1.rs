@@ -85,6 +85,17 @@ pub struct Response {
     pub ended: u64,
 }
 
+/// A response's head and body, as [`Conn::exchange_capture`] keeps them.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// The minor HTTP version (`1` for HTTP/1.1).
+    pub version: u8,
+    /// Header names as sent, and values.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
 enum Framing {
     Length(u64),
     Chunked,
@@ -146,6 +157,28 @@ impl Conn {
         head_only: bool,
         now: impl Fn() -> u64,
     ) -> Result<Response, ErrorKind> {
+        self.exchange_into(request, head_only, now, None).await
+    }
+
+    /// As [`exchange`](Conn::exchange), keeping the response's headers and body in `out`
+    /// (scenarios read them; the plain URL load does not pay for copying them).
+    pub async fn exchange_capture(
+        &mut self,
+        request: &[u8],
+        head_only: bool,
+        now: impl Fn() -> u64,
+        out: &mut Captured,
+    ) -> Result<Response, ErrorKind> {
+        self.exchange_into(request, head_only, now, Some(out)).await
+    }
+
+    async fn exchange_into(
+        &mut self,
+        request: &[u8],
+        head_only: bool,
+        now: impl Fn() -> u64,
+        mut out: Option<&mut Captured>,
+    ) -> Result<Response, ErrorKind> {
         self.stream
             .write_all(request)
             .await
@@ -175,6 +208,17 @@ impl Conn {
             let mut framing = None;
             let mut close = version == 0;
             let mut server_timing = Vec::new();
+            if let Some(out) = out.as_deref_mut() {
+                out.headers.clear();
+                out.body.clear();
+                out.version = version;
+                out.headers.extend(
+                    parsed
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_owned(), h.value.to_vec())),
+                );
+            }
             for h in parsed.headers.iter() {
                 if h.name.eq_ignore_ascii_case("content-length") {
                     let n = std::str::from_utf8(h.value)
@@ -210,7 +254,7 @@ impl Conn {
                 framing.unwrap_or(Framing::UntilClose)
             };
             self.closing = close || matches!(framing, Framing::UntilClose);
-            self.read_body(framing).await?;
+            self.read_body(framing, out.map(|o| &mut o.body)).await?;
             return Ok(Response {
                 status: code,
                 server_timing,
@@ -221,11 +265,18 @@ impl Conn {
         }
     }
 
-    async fn read_body(&mut self, framing: Framing) -> Result<(), ErrorKind> {
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        mut sink: Option<&mut Vec<u8>>,
+    ) -> Result<(), ErrorKind> {
         match framing {
             Framing::Length(mut left) => loop {
                 let have = (self.filled - self.start) as u64;
                 let take = have.min(left);
+                if let Some(sink) = sink.as_deref_mut() {
+                    sink.extend_from_slice(&self.buf[self.start..self.start + take as usize]);
+                }
                 self.start += take as usize;
                 left -= take;
                 if left == 0 {
@@ -236,6 +287,9 @@ impl Conn {
                 }
             },
             Framing::UntilClose => loop {
+                if let Some(sink) = sink.as_deref_mut() {
+                    sink.extend_from_slice(&self.buf[self.start..self.filled]);
+                }
                 self.start = self.filled;
                 if self.fill().await? == 0 {
                     return Ok(());
@@ -245,7 +299,7 @@ impl Conn {
                 let mut state = Chunked::Size(0, false);
                 loop {
                     let data = &self.buf[self.start..self.filled];
-                    let (used, done) = state.advance(data)?;
+                    let (used, done) = state.advance(data, sink.as_deref_mut())?;
                     self.start += used;
                     if done {
                         return Ok(());
@@ -276,7 +330,11 @@ enum Chunked {
 
 impl Chunked {
     /// Consumes from `data`; returns bytes used and whether the body is complete.
-    fn advance(&mut self, data: &[u8]) -> Result<(usize, bool), ErrorKind> {
+    fn advance(
+        &mut self,
+        data: &[u8],
+        mut sink: Option<&mut Vec<u8>>,
+    ) -> Result<(usize, bool), ErrorKind> {
         let mut i = 0;
         while i < data.len() {
             let b = data[i];
@@ -303,6 +361,9 @@ impl Chunked {
                 }
                 Chunked::Data(left) => {
                     let take = (left as usize).min(data.len() - i);
+                    if let Some(sink) = sink.as_deref_mut() {
+                        sink.extend_from_slice(&data[i..i + take]);
+                    }
                     i += take;
                     *self = if left - take as u64 == 0 {
                         Chunked::DataEnd(0)
@@ -356,7 +417,7 @@ mod tests {
         let mut s = Chunked::Size(0, false);
         let mut total = 0;
         for c in chunks {
-            let (used, done) = s.advance(c)?;
+            let (used, done) = s.advance(c, None)?;
             total += used;
             if done {
                 return Ok((total, true));

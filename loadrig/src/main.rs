@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use loadrig::commands::{Usage, Verdict, compare::CompareArgs, merge::MergeArgs, run::RunArgs};
+use loadrig::scenario::ScenarioError;
 
 /// An HTTP load generator: closed and open (coordinated-omission-corrected) models,
 /// k6-named phases, HDR histograms, thresholds, and mergeable split runs.
@@ -31,12 +32,18 @@ fn main() -> ExitCode {
     match outcome {
         Ok(Verdict::Passed) => ExitCode::SUCCESS,
         Ok(Verdict::ThresholdsFailed) => ExitCode::from(99),
+        Ok(Verdict::Aborted) => ExitCode::from(108),
         Err(e) => {
             eprintln!("loadrig: {e:#}");
             if e.downcast_ref::<Usage>().is_some() {
                 ExitCode::from(2)
             } else {
-                ExitCode::FAILURE
+                match e.downcast_ref::<ScenarioError>() {
+                    Some(ScenarioError::Options(_)) => ExitCode::from(104),
+                    Some(ScenarioError::Script(_)) => ExitCode::from(107),
+                    Some(ScenarioError::Aborted(_)) => ExitCode::from(108),
+                    None => ExitCode::FAILURE,
+                }
             }
         }
     }

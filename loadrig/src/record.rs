@@ -11,6 +11,8 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::{Metrics, MetricsData};
+
 /// Histograms cover 1 µs to 60 s with 3 significant digits; values are microseconds.
 const LOWEST_US: u64 = 1;
 const HIGHEST_US: u64 = 60_000_000;
@@ -168,6 +170,9 @@ pub struct Results {
     pub cpus: u64,
     /// Requests and latency over time.
     pub timeline: Timeline,
+    /// Named metrics beyond the HTTP phases (scenarios: iterations, checks, groups, the
+    /// script's own metrics and the submetrics thresholds name).
+    pub metrics: Metrics,
 }
 
 /// Requests over time: one point per interval, merged pairwise when it grows too long.
@@ -316,6 +321,7 @@ impl Default for Results {
             cpu: Duration::ZERO,
             cpus: 0,
             timeline: Timeline::new(),
+            metrics: Metrics::default(),
         }
     }
 }
@@ -435,6 +441,9 @@ impl Results {
         self.cpu += other.cpu;
         self.cpus += other.cpus;
         self.timeline.merge(&other.timeline);
+        if let Err(e) = self.metrics.merge(&other.metrics) {
+            eprintln!("loadrig: merging named metrics: {e:#}; the other run's value is left out");
+        }
     }
 
     /// The serializable form, with every histogram encoded (HdrHistogram V2 + deflate +
@@ -472,6 +481,7 @@ impl Results {
                 failed: timeline.points.iter().map(|p| p.failed).collect(),
                 latency: timeline.points.into_iter().map(|p| p.latency).collect(),
             },
+            metrics: self.metrics.to_data(),
         }
     }
 
@@ -508,6 +518,7 @@ impl Results {
             Duration::try_from_secs_f64(d.elapsed_seconds).context("bad elapsed_seconds")?;
         r.cpu = Duration::try_from_secs_f64(d.cpu_seconds).context("bad cpu_seconds")?;
         r.cpus = d.cpus;
+        r.metrics = Metrics::from_data(&d.metrics).context("in the named metrics")?;
         let tl = &d.timeline;
         ensure!(
             tl.requests.len() == tl.failed.len() && tl.failed.len() == tl.latency.len(),
@@ -585,6 +596,9 @@ pub struct ResultsData {
     pub cpus: u64,
     /// Requests over time.
     pub timeline: TimelineData,
+    /// Named metrics (scenario runs).
+    #[serde(default, skip_serializing_if = "MetricsData::is_empty")]
+    pub metrics: MetricsData,
 }
 
 /// The serialized timeline.

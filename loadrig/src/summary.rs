@@ -43,6 +43,12 @@ pub struct RunInfo {
 pub struct ThresholdResult {
     /// The threshold as written.
     pub threshold: String,
+    /// The metric it is on (a submetric's full name included).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metric: String,
+    /// The expression without the metric, as k6 keys it (`p(95)<500`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expr: String,
     /// Whether it held.
     pub ok: bool,
     /// The value it was checked against (`None`: the metric had no data).
@@ -166,6 +172,13 @@ fn histogram<'a>(r: &'a Results, metric: &str) -> Option<&'a Histogram<u64>> {
 /// `None` when the metric has no data or no such aggregate.
 pub fn value(r: &Results, metric: &str, agg: &str) -> Option<f64> {
     let secs = r.elapsed.as_secs_f64().max(1e-9);
+    // Submetrics and a scenario's named metrics (iterations, checks, its own).
+    if let Some(m) = r.metrics.submetrics.get(metric) {
+        return m.value(agg, secs);
+    }
+    if metric_type(metric).is_none() {
+        return r.metrics.metrics.get(metric)?.value(agg, secs);
+    }
     let counter = |n: u64| match agg {
         "count" => Some(n as f64),
         "rate" => Some(n as f64 / secs),
@@ -256,13 +269,70 @@ pub fn metrics(r: &Results) -> BTreeMap<String, Value> {
         json!({"type": "gauge", "contains": "default",
                "values": {"value": peak, "min": peak, "max": peak}}),
     );
+    for (name, metric) in r.metrics.metrics.iter().chain(&r.metrics.submetrics) {
+        m.insert(
+            name.clone(),
+            json!({
+                "type": crate::metrics::type_name(metric.kind()),
+                "contains": if metric.time { "time" } else { "default" },
+                "values": metric.summary_values(secs),
+            }),
+        );
+    }
     m
 }
 
-/// The whole JSON document.
+/// k6's `root_group`: the groups the run entered, nested, each with its checks; the root
+/// holds the checks made outside any group. Ids are the MD5 of the path, as k6's.
+pub fn root_group(r: &Results) -> Value {
+    fn group(r: &Results, path: &str, name: &str) -> Value {
+        let children: Vec<Value> = r
+            .metrics
+            .groups
+            .iter()
+            .filter(|g| {
+                g.strip_prefix(path)
+                    .and_then(|rest| rest.strip_prefix("::"))
+                    .is_some_and(|rest| !rest.contains("::"))
+            })
+            .map(|g| group(r, g, g.rsplit("::").next().unwrap_or(g)))
+            .collect();
+        let checks: Vec<Value> = r
+            .metrics
+            .checks
+            .get(path)
+            .map(|list| {
+                list.iter()
+                    .map(|(n, t)| {
+                        let p = format!("{path}::{n}");
+                        json!({"name": n, "path": p, "id": md5_hex(&p),
+                               "passes": t.passes, "fails": t.fails})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({"name": name, "path": path, "id": md5_hex(path),
+               "groups": children, "checks": checks})
+    }
+    group(r, "", "")
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+/// The whole JSON document: k6's `handleSummary` data plus loadrig's section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryDoc {
-    /// Metrics in k6's summary shape.
+    /// Groups and checks, as k6's `root_group`.
+    #[serde(default)]
+    pub root_group: Value,
+    /// The options the summary was made with, as k6's (`summaryTrendStats`, …).
+    #[serde(default)]
+    pub options: Value,
+    /// Metrics in k6's summary shape, each with its thresholds as
+    /// `{"expression": {"ok": bool}}`.
     pub metrics: BTreeMap<String, Value>,
     /// Run state, as k6 reports it.
     pub state: State,
@@ -276,6 +346,12 @@ pub struct SummaryDoc {
 pub struct State {
     /// The run's wall-clock length in milliseconds.
     pub test_run_duration_ms: f64,
+    /// Whether stdout is a terminal.
+    #[serde(default, rename = "isStdOutTTY")]
+    pub is_std_out_tty: bool,
+    /// Whether stderr is a terminal.
+    #[serde(default, rename = "isStdErrTTY")]
+    pub is_std_err_tty: bool,
 }
 
 /// loadrig's section of the JSON document.
@@ -294,10 +370,35 @@ pub struct Extra {
 impl SummaryDoc {
     /// Builds the document.
     pub fn new(runs: Vec<RunInfo>, r: &Results, thresholds: Vec<ThresholdResult>) -> Self {
+        use std::io::IsTerminal;
+        let mut metrics = metrics(r);
+        for t in &thresholds {
+            let name = if t.metric == "errors" {
+                "http_req_failed"
+            } else {
+                t.metric.as_str()
+            };
+            let entry = metrics.entry(name.to_owned()).or_insert_with(|| {
+                // A threshold on a metric that got no data still shows, failed.
+                json!({"type": "counter", "contains": "default", "values": {"count": 0, "rate": 0}})
+            });
+            if let Some(obj) = entry.as_object_mut() {
+                let th = obj.entry("thresholds").or_insert_with(|| json!({}));
+                th[t.expr.as_str()] = json!({"ok": t.ok});
+            }
+        }
         SummaryDoc {
-            metrics: metrics(r),
+            root_group: root_group(r),
+            options: json!({
+                "summaryTrendStats": ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"],
+                "summaryTimeUnit": "",
+                "noColor": false,
+            }),
+            metrics,
             state: State {
                 test_run_duration_ms: r.elapsed.as_secs_f64() * 1000.0,
+                is_std_out_tty: std::io::stdout().is_terminal(),
+                is_std_err_tty: std::io::stderr().is_terminal(),
             },
             loadrig: Extra {
                 version: FORMAT_VERSION,

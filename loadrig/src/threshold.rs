@@ -21,6 +21,8 @@ enum Op {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
     source: String,
+    /// The expression without the metric (`p(99)<5ms`).
+    expr: String,
     metric: String,
     agg: String,
     op: Op,
@@ -101,13 +103,60 @@ impl Threshold {
         }
         let limit = parse_limit(rhs, ty)
             .with_context(|| format!("threshold `{s}`: value `{rhs}` is not valid"))?;
+        let expr = match lhs.split_once(':') {
+            Some(_) => src[src.find(':').map_or(0, |i| i + 1)..].trim().to_owned(),
+            None => src.to_owned(),
+        };
         Ok(Threshold {
             source: src.to_owned(),
+            expr,
             metric,
             agg,
             op,
             limit,
         })
+    }
+
+    /// Parses a threshold as a k6 script writes it: the metric (possibly a submetric,
+    /// `http_req_duration{name:login}`) apart from the expression (`p(95)<500`,
+    /// `rate>0.99`). Any metric name is accepted, since a script's own metrics exist only
+    /// once it runs; one that never gets data fails, as in k6.
+    pub fn parse_k6(metric: &str, expr: &str) -> anyhow::Result<Threshold> {
+        let src = expr.trim();
+        let (pos, text, op) = OPS
+            .iter()
+            .filter_map(|(t, op)| src.find(t).map(|p| (p, *t, *op)))
+            .min_by_key(|(p, t, _)| (*p, std::cmp::Reverse(t.len())))
+            .with_context(|| {
+                format!("threshold `{expr}` on `{metric}` has no comparison (<, <=, >, >=, ==, !=)")
+            })?;
+        let (agg, rhs) = (src[..pos].trim(), src[pos + text.len()..].trim());
+        ensure!(
+            is_agg(agg),
+            "threshold `{expr}` on `{metric}`: `{agg}` is not an aggregate (avg, min, med, max, p(N), count, rate, value)"
+        );
+        let base = metric.split('{').next().unwrap_or(metric).trim();
+        let ty = summary::metric_type(base).unwrap_or(match agg {
+            "rate" => MetricType::Rate,
+            "count" => MetricType::Counter,
+            "value" => MetricType::Gauge,
+            _ => MetricType::Trend,
+        });
+        let limit = parse_limit(rhs, ty)
+            .with_context(|| format!("threshold `{expr}` on `{metric}`: value `{rhs}` is not valid"))?;
+        Ok(Threshold {
+            source: format!("{}: {src}", metric.trim()),
+            expr: src.to_owned(),
+            metric: metric.trim().to_owned(),
+            agg: agg.to_owned(),
+            op,
+            limit,
+        })
+    }
+
+    /// The threshold as written.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Checks the threshold against the results.
@@ -123,6 +172,8 @@ impl Threshold {
         });
         ThresholdResult {
             threshold: self.source.clone(),
+            metric: self.metric.clone(),
+            expr: self.expr.clone(),
             ok,
             value,
         }

@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod merge;
 pub mod run;
+pub mod script;
 
 use std::path::Path;
 
@@ -29,6 +30,8 @@ pub enum Verdict {
     Passed,
     /// At least one threshold failed: exit code 99.
     ThresholdsFailed,
+    /// A scenario run was aborted (`abort()` in a VU): exit code 108, as k6's.
+    Aborted,
 }
 
 /// Parses `--threshold` flags.
@@ -49,15 +52,30 @@ pub fn report(
     html: Option<&Path>,
 ) -> anyhow::Result<Verdict> {
     let checked: Vec<ThresholdResult> = thresholds.iter().map(|t| t.check(results)).collect();
-    print!("{}", crate::report::text(&runs, results, &checked));
+    write_and_judge(&runs, results, &checked, json, html, true)
+}
+
+/// Prints the text summary (unless a scenario's `handleSummary` took over), writes the
+/// JSON and HTML files asked for, and says whether the thresholds held.
+pub fn write_and_judge(
+    runs: &[RunInfo],
+    results: &Results,
+    checked: &[ThresholdResult],
+    json: Option<&Path>,
+    html: Option<&Path>,
+    text: bool,
+) -> anyhow::Result<Verdict> {
+    if text {
+        print!("{}", crate::report::text(runs, results, checked));
+    }
     if let Some(path) = json {
-        let doc = SummaryDoc::new(runs.clone(), results, checked.clone());
+        let doc = SummaryDoc::new(runs.to_vec(), results, checked.to_vec());
         let body = serde_json::to_string_pretty(&doc).expect("serializable");
         std::fs::write(path, body + "\n")
             .with_context(|| format!("writing the JSON summary to `{}`", path.display()))?;
     }
     if let Some(path) = html {
-        std::fs::write(path, crate::report::html(&runs, results, &checked))
+        std::fs::write(path, crate::report::html(runs, results, checked))
             .with_context(|| format!("writing the HTML report to `{}`", path.display()))?;
     }
     let failed: Vec<&str> = checked

@@ -19,23 +19,41 @@ use super::{Verdict, parse_thresholds, report, usage};
 /// How long a run lasts when neither `-d`, `-n` nor `--stage` says.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
-/// Load a URL and report latency by phase, throughput and errors.
+/// Load a URL, or run a scenario, and report latency by phase, throughput and errors.
 ///
-/// Closed model (default): `-c` connections send back to back. Open model (`-r` or
+/// A URL: closed model (default): `-c` connections send back to back. Open model (`-r` or
 /// `--stage`): requests are due on a fixed schedule and latency is measured from when each
 /// was due, so a server that stalls is not flattered (coordinated omission is corrected);
 /// the uncorrected figures are kept too.
 ///
-/// Exit codes: 0 done, 99 a threshold failed, 2 bad input, 1 anything else.
+/// A scenario (`scenario.wasm`: a component exporting `loadrig:scenario/vu`, see
+/// loadrig/wit/scenario.wit): one instance per virtual user, on the executors its
+/// k6-shaped options name; `--vus`, `-d`, `--iterations` and `--stage DURATION:VUS`
+/// override them as in k6.
+///
+/// Exit codes: 0 done, 99 a threshold failed, 2 bad input, 104 invalid scenario options,
+/// 107 scenario error, 108 run aborted, 1 anything else.
 #[derive(Debug, Parser)]
 #[command(after_help = "Examples:\n  \
     loadrig run http://127.0.0.1:8080/ -c 16 -d 10s\n  \
     loadrig run http://127.0.0.1:8080/ -r 5000 -d 30s --threshold 'p(99)<5ms' --json out.json\n  \
     loadrig run http://127.0.0.1:8080/ --stage 10s:1000 --stage 20s:1000 --stage 10s:0\n  \
-    loadrig run http://127.0.0.1:8080/ -r 20k -d 1m --segment 1/2 --json a.json  # and 2/2 elsewhere")]
+    loadrig run http://127.0.0.1:8080/ -r 20k -d 1m --segment 1/2 --json a.json  # and 2/2 elsewhere\n  \
+    loadrig run scenario.wasm --vus 10 -d 30s -e BASE_URL=http://127.0.0.1:8080")]
 pub struct RunArgs {
-    /// The URL to load (http:// only).
+    /// The URL to load (http:// only), or a scenario component (`.wasm`).
+    #[arg(value_name = "URL|SCENARIO")]
     pub url: String,
+    /// Scenario: VUs (k6's `--vus`); with `-d` alone, a constant-vus run.
+    #[arg(long, value_name = "N")]
+    pub vus: Option<u64>,
+    /// Scenario: iterations shared by the VUs (k6's `--iterations`).
+    #[arg(short = 'i', long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Scenario: an environment variable for the VUs, `KEY=VALUE` (k6's `-e`;
+    /// repeatable). The VUs see nothing else of loadrig's environment.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
     /// Connections to open. Closed model: each sends back to back. Open model: the pool
     /// at the start, grown while every connection is busy and a request is overdue.
     #[arg(short = 'c', long, default_value_t = 10, value_name = "N")]
@@ -220,6 +238,9 @@ impl RunArgs {
 
     /// Runs the command.
     pub fn execute(&self) -> anyhow::Result<Verdict> {
+        if super::script::is_scenario(&self.url) {
+            return super::script::execute(self);
+        }
         let Validated {
             config,
             thresholds,

@@ -63,18 +63,12 @@ impl Repo {
         eprintln!(
             "loadrig: building edge, native and the `{app}` component (release; the first build takes minutes)"
         );
-        // The component target is installed on demand, like every set-up step here.
-        let have_target = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output()
-            .is_ok_and(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .any(|l| l == "wasm32-wasip2")
-            });
-        if !have_target {
-            run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
-        }
+        // Set-up on demand, like every step here: the component target and the JavaScript
+        // engine's C toolchain (edge's build script embeds the engine only when that
+        // toolchain is present, so a first build without it would give an incomplete edge).
+        run(Command::new("bash")
+            .arg(self.root.join("sdk-js/setup.sh"))
+            .current_dir(&self.root))?;
         run(Command::new("cargo")
             .args([
                 "build",

@@ -51,6 +51,29 @@ pub fn text(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> St
             writeln!(out, "    {mark} {}  (value {value})", t.threshold).unwrap();
         }
     }
+    if !r.metrics.checks.is_empty() {
+        writeln!(out, "\n  CHECKS").unwrap();
+        for (group, list) in &r.metrics.checks {
+            let indent = if group.is_empty() {
+                "    ".to_owned()
+            } else {
+                writeln!(out, "    █ {}", group.trim_start_matches("::")).unwrap();
+                "      ".to_owned()
+            };
+            for (name, t) in list {
+                let mark = if t.fails == 0 { "✓" } else { "✗" };
+                let total = (t.passes + t.fails).max(1);
+                writeln!(
+                    out,
+                    "{indent}{mark} {name}  {:.2}% — ✓ {} / ✗ {}",
+                    100.0 * t.passes as f64 / total as f64,
+                    t.passes,
+                    t.fails
+                )
+                .unwrap();
+            }
+        }
+    }
     writeln!(out, "\n  METRICS").unwrap();
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -152,6 +175,9 @@ pub fn text(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> St
     if open {
         rows.push(("loadrig_late_sends".into(), r.late_sends.to_string()));
     }
+    for (name, m) in r.metrics.metrics.iter().chain(&r.metrics.submetrics) {
+        rows.push((name.clone(), named_metric(m, secs)));
+    }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 3;
     for (k, v) in rows {
@@ -165,4 +191,39 @@ pub fn text(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> St
         }
     }
     out
+}
+
+/// One line for a named metric (a scenario's iterations, checks, its own metrics).
+fn named_metric(m: &crate::metrics::Metric, secs: f64) -> String {
+    use crate::metrics::Sink;
+    let num = |v: f64| {
+        if m.time {
+            duration(v)
+        } else {
+            format!("{v:.4}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_owned()
+        }
+    };
+    match &m.sink {
+        Sink::Counter(sum) => format!(
+            "{}  {:.2}/s",
+            format!("{sum:.4}").trim_end_matches('0').trim_end_matches('.'),
+            sum / secs
+        ),
+        Sink::Gauge { value, min, max } if min.is_finite() => {
+            format!("{}  min={} max={}", num(*value), num(*min), num(*max))
+        }
+        Sink::Gauge { .. } => "no samples".to_owned(),
+        Sink::Rate { passes, fails } => format!(
+            "{:.2}%  ✓ {passes}  ✗ {fails}",
+            100.0 * *passes as f64 / (*passes + *fails).max(1) as f64
+        ),
+        Sink::Trend(_) => ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"]
+            .iter()
+            .map(|agg| format!("{agg}={}", m.value(agg, secs).map_or("-".into(), num)))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }

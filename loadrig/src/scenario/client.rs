@@ -1,0 +1,396 @@
+//! The host side of `wasi:http/outgoing-handler` for VUs: every request a scenario sends
+//! goes through loadrig's own HTTP/1.1 client ([`h1`](crate::h1)), on the VU's own
+//! keep-alive connections, and is recorded with k6's phases and tags.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::h1::{self, Captured};
+use crate::record::{ErrorKind, Results, Sample};
+use crate::summary::MetricType;
+
+/// How long opening a connection may take unless the request says (k6 has no separate
+/// connect timeout; its request `timeout` default is 60 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request's whole exchange may take this long unless the request says (k6's default).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections a VU keeps per destination.
+const KEEP_PER_DESTINATION: usize = 4;
+
+/// The run's clock: nanoseconds since the start of the load.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// The start.
+    pub start: Instant,
+}
+
+impl Clock {
+    /// Nanoseconds since the start.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+/// The phases of one request, in milliseconds (k6's `res.timings`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Waiting for a connection, opening it included.
+    pub blocked: f64,
+    /// Opening the TCP connection.
+    pub connecting: f64,
+    /// Writing the request.
+    pub sending: f64,
+    /// Request written → first byte of the response.
+    pub waiting: f64,
+    /// First byte → last byte.
+    pub receiving: f64,
+    /// The request's duration (sending + waiting + receiving), as k6 defines it.
+    pub duration: f64,
+}
+
+/// What a VU's requests share with the rest of its host state.
+pub struct Client {
+    /// The VU's idle connections by destination.
+    pool: Arc<Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>>,
+    /// Where this thread's samples go.
+    pub results: Arc<Mutex<Results>>,
+    /// The run's clock.
+    pub clock: Clock,
+    /// How late (ns) the current iteration started against its schedule: under an
+    /// arrival-rate executor each request is measured as if it had started that much
+    /// earlier, which corrects coordinated omission.
+    pub lateness: Arc<AtomicU64>,
+    /// Tags on every sample of this VU (the scenario's, `scenario`).
+    pub base_tags: Vec<(String, String)>,
+    /// The current group path (`""` at the root).
+    pub group: String,
+    /// Tags for the next request only.
+    pub next_tags: Vec<(String, String)>,
+    /// The last request's phases.
+    pub last: Arc<Mutex<Option<Timings>>>,
+}
+
+impl Client {
+    /// A client with no connections yet.
+    pub fn new(
+        results: Arc<Mutex<Results>>,
+        clock: Clock,
+        base_tags: Vec<(String, String)>,
+    ) -> Client {
+        Client {
+            pool: Default::default(),
+            results,
+            clock,
+            lateness: Arc::new(AtomicU64::new(0)),
+            base_tags,
+            group: String::new(),
+            next_tags: Vec::new(),
+            last: Default::default(),
+        }
+    }
+
+    /// Every tag of a sample recorded now, plus `extra`.
+    pub fn tags(&self, extra: &[(String, String)]) -> Vec<(String, String)> {
+        let mut t = self.base_tags.clone();
+        t.push(("group".into(), self.group.clone()));
+        for (k, v) in extra {
+            match t.iter_mut().find(|(k2, _)| k2 == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => t.push((k.clone(), v.clone())),
+            }
+        }
+        t
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+/// One exchange, ready to go.
+struct Outgoing {
+    addr: SocketAddr,
+    encoded: Bytes,
+    head_only: bool,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl WasiHttpHooks for Client {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let pool = self.pool.clone();
+        let results = self.results.clone();
+        let clock = self.clock;
+        let lateness = self.lateness.load(Relaxed);
+        let extra = std::mem::take(&mut self.next_tags);
+        let mut tags = self.tags(&extra);
+        let last = self.last.clone();
+        let called = clock.now();
+        Box::new(async move {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| HttpError::InternalError(Some(format!("request body: {e}"))))?
+                .to_bytes();
+            let uri = &parts.uri;
+            match uri.scheme_str() {
+                Some("http") | None => {}
+                Some(other) => {
+                    return Err(HttpError::InternalError(Some(format!(
+                        "loadrig speaks plain HTTP/1.1 only; `{other}://` is not supported yet"
+                    ))));
+                }
+            }
+            let authority = uri
+                .authority()
+                .ok_or(HttpError::HttpRequestUriInvalid)?
+                .clone();
+            let port = authority.port_u16().unwrap_or(80);
+            let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+            let addr = tokio::net::lookup_host((host, port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(HttpError::DestinationNotFound)?;
+            let url = uri.to_string();
+            let method = parts.method.clone();
+            let mut headers = HeaderMap::new();
+            for (name, value) in &parts.headers {
+                headers.append(name.clone(), value.clone());
+            }
+            let encoded = h1::encode_request(
+                &method,
+                uri.path_and_query().map_or("/", |p| p.as_str()),
+                authority.as_str(),
+                &headers,
+                &body,
+            );
+            let opts = options.unwrap_or_default();
+            let out = Outgoing {
+                addr,
+                encoded,
+                head_only: method == http::Method::HEAD,
+                connect_timeout: opts.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
+                timeout: opts.first_byte_timeout.unwrap_or(REQUEST_TIMEOUT),
+            };
+            // Under an arrival-rate executor the iteration's lateness shifts every request
+            // back to when it would have started on schedule.
+            let intended = called.saturating_sub(lateness);
+            let mut captured = Captured::default();
+            let outcome = exchange(&pool, &out, clock, &mut captured).await;
+            let ended = clock.now();
+            for (k, v) in [
+                ("method", method.as_str().to_owned()),
+                ("url", url.clone()),
+                ("proto", "HTTP/1.1".to_owned()),
+            ] {
+                if !tags.iter().any(|(k2, _)| k2 == k) {
+                    tags.push((k.into(), v));
+                }
+            }
+            if !tags.iter().any(|(k, _)| k == "name") {
+                tags.push(("name".into(), url));
+            }
+            let mut results = results.lock().expect("results lock");
+            match outcome {
+                Ok((r, connecting, started, bytes)) => {
+                    let status = r.status;
+                    let sample = Sample {
+                        intended,
+                        ready: intended.max(called),
+                        connecting,
+                        started,
+                        sent: r.sent,
+                        first_byte: r.first_byte,
+                        ended: r.ended,
+                        status,
+                    };
+                    results.record_response(&sample);
+                    results.bytes_received += bytes.0;
+                    results.bytes_sent += bytes.1;
+                    for v in &r.server_timing {
+                        for (name, dur) in crate::drive::server_timings(v) {
+                            results.record_server_timing(&name, dur);
+                        }
+                    }
+                    tags.push(("status".into(), status.to_string()));
+                    let expected = (200..400).contains(&status);
+                    tags.push(("expected_response".into(), expected.to_string()));
+                    let ms = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e6;
+                    let t = Timings {
+                        blocked: ms(started, called),
+                        connecting: connecting as f64 / 1e6,
+                        sending: ms(r.sent, started),
+                        waiting: ms(r.first_byte, r.sent),
+                        receiving: ms(r.ended, r.first_byte),
+                        duration: ms(r.ended, started),
+                    };
+                    let m = &mut results.metrics;
+                    for (name, v) in [
+                        ("http_req_blocked", ms(started, intended)),
+                        ("http_req_connecting", t.connecting),
+                        ("http_req_sending", t.sending),
+                        ("http_req_waiting", t.waiting),
+                        ("http_req_receiving", t.receiving),
+                        ("http_req_duration", ms(r.ended, intended)),
+                        ("http_req_duration_uncorrected", t.duration),
+                    ] {
+                        m.feed_submetrics(name, MetricType::Trend, true, v, &tags);
+                    }
+                    m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
+                    m.feed_submetrics(
+                        "http_req_failed",
+                        MetricType::Rate,
+                        false,
+                        (!expected) as u8 as f64,
+                        &tags,
+                    );
+                    drop(results);
+                    *last.lock().expect("timings lock") = Some(t);
+                    let mut response = http::Response::builder().status(status);
+                    for (name, value) in captured.headers {
+                        // The body is handed over whole and de-chunked.
+                        if name.eq_ignore_ascii_case("transfer-encoding") {
+                            continue;
+                        }
+                        if let (Ok(n), Ok(v)) = (
+                            HeaderName::from_bytes(name.as_bytes()),
+                            HeaderValue::from_bytes(&value),
+                        ) {
+                            response = response.header(n, v);
+                        }
+                    }
+                    let body = Full::new(Bytes::from(captured.body))
+                        .map_err(|never| match never {})
+                        .boxed_unsync();
+                    let response = response
+                        .body(body)
+                        .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
+                    Ok((
+                        response,
+                        Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+                    ))
+                }
+                Err(kind) => {
+                    results.record_error(kind, ended);
+                    tags.push(("status".into(), "0".into()));
+                    tags.push(("expected_response".into(), "false".into()));
+                    tags.push(("error_code".into(), kind.name().into()));
+                    let m = &mut results.metrics;
+                    m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
+                    m.feed_submetrics("http_req_failed", MetricType::Rate, false, 1.0, &tags);
+                    drop(results);
+                    *last.lock().expect("timings lock") = None;
+                    Err(http_error(kind))
+                }
+            }
+        })
+    }
+}
+
+/// The exchange on a pooled or new connection: the response, the time spent connecting,
+/// when it started on the connection, and the bytes read and written.
+async fn exchange(
+    pool: &Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>,
+    out: &Outgoing,
+    clock: Clock,
+    captured: &mut Captured,
+) -> Result<(h1::Response, u64, u64, (u64, u64)), ErrorKind> {
+    let pooled = pool
+        .lock()
+        .expect("pool lock")
+        .get_mut(&out.addr)
+        .and_then(Vec::pop);
+    let deadline = tokio::time::Instant::now() + out.timeout;
+    // A kept-alive connection the server closed meanwhile fails at once with nothing
+    // read: retry that once on a new connection, as every HTTP client does.
+    if let Some(mut conn) = pooled {
+        let (in0, out0) = (conn.bytes_in, conn.bytes_out);
+        let started = clock.now();
+        let r = tokio::time::timeout_at(
+            deadline,
+            conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
+        )
+        .await;
+        match r {
+            Ok(Ok(resp)) => {
+                let bytes = (conn.bytes_in - in0, conn.bytes_out - out0);
+                give_back(pool, out.addr, conn);
+                return Ok((resp, 0, started, bytes));
+            }
+            Ok(Err(ErrorKind::Closed | ErrorKind::Reset)) if conn.bytes_in == in0 => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ErrorKind::Timeout),
+        }
+    }
+    let before = clock.now();
+    let stream = match tokio::time::timeout(out.connect_timeout, TcpStream::connect(out.addr)).await
+    {
+        Err(_) => return Err(ErrorKind::ConnectTimeout),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(ErrorKind::ConnectRefused);
+        }
+        Ok(Err(_)) => return Err(ErrorKind::Connect),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let started = clock.now();
+    let connecting = started - before;
+    let mut conn = h1::Conn::new(stream);
+    let resp = tokio::time::timeout_at(
+        deadline,
+        conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
+    )
+    .await
+    .map_err(|_| ErrorKind::Timeout)??;
+    let bytes = (conn.bytes_in, conn.bytes_out);
+    give_back(pool, out.addr, conn);
+    Ok((resp, connecting, started, bytes))
+}
+
+fn give_back(pool: &Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>, addr: SocketAddr, conn: h1::Conn) {
+    if !conn.reusable() {
+        return;
+    }
+    let mut pool = pool.lock().expect("pool lock");
+    let idle = pool.entry(addr).or_default();
+    if idle.len() < KEEP_PER_DESTINATION {
+        idle.push(conn);
+    }
+}
+
+/// What the guest sees for a request that got no response.
+fn http_error(kind: ErrorKind) -> HttpError {
+    match kind {
+        ErrorKind::ConnectRefused => HttpError::ConnectionRefused,
+        ErrorKind::ConnectTimeout => HttpError::ConnectionTimeout,
+        ErrorKind::Connect => HttpError::DestinationUnavailable,
+        ErrorKind::Timeout => HttpError::HttpResponseTimeout,
+        ErrorKind::Reset | ErrorKind::Closed => HttpError::ConnectionTerminated,
+        ErrorKind::Protocol => HttpError::HttpProtocolError,
+        ErrorKind::Other => HttpError::InternalError(None),
+    }
+}

@@ -1,0 +1,855 @@
+//! Scenarios: a WebAssembly component exporting `loadrig:scenario/vu` (`wit/scenario.wit`)
+//! is a virtual user; loadrig runs one long-lived instance of it per VU, on the
+//! executors its k6-shaped options name, and records every request through its own client.
+//!
+//! ```text
+//! scenario.wasm ─compile→ VuPre ─VU 0→ options() → Options (executors as data)
+//!   → setup() → worker threads: VUs instantiated before the start, each a task looping
+//!     iteration(exec, data) as its executor says (arrival-rate: a dispatcher hands due
+//!     iterations to idle VUs, growing the pool up to maxVUs, else dropping them)
+//!   → teardown(data) → summary → handle-summary(summary)
+//! ```
+
+pub mod client;
+pub mod options;
+pub mod vu;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+use self::client::Clock;
+use self::options::{Executor, Options, Overrides, ScenarioSpec};
+use self::vu::{Abort, Blueprint, Vu, VuPre, VuState};
+use crate::plan::{Schedule, Share};
+use crate::record::Results;
+use crate::summary::MetricType;
+
+/// How often the engine's epoch advances: a spinning VU yields to the others on its
+/// thread this often, and is interrupted within this of its deadline.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often a VU that is ramped down (or a dispatcher with nothing due) looks again.
+const IDLE_POLL: Duration = Duration::from_millis(10);
+
+/// Why a scenario run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The script or component is broken: it does not load, its options are invalid, or
+    /// its init code threw (k6 exit code 107).
+    #[error("{0}")]
+    Script(String),
+    /// The options are invalid (k6 exit code 104).
+    #[error("{0}")]
+    Options(String),
+    /// `setup()` failed or the run was aborted (k6 exit code 108).
+    #[error("{0}")]
+    Aborted(String),
+}
+
+/// A compiled scenario component.
+pub struct Loaded {
+    engine: Engine,
+    pre: VuPre<VuState>,
+    /// The file it came from.
+    pub path: String,
+}
+
+/// Compiles a scenario component and checks it is one.
+pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading the scenario `{}`", path.display()))?;
+    load_bytes(&bytes, &path.display().to_string())
+}
+
+/// As [`load`], from bytes in memory (`name` is used in messages).
+pub fn load_bytes(bytes: &[u8], name: &str) -> anyhow::Result<Loaded> {
+    let script = |m: String| anyhow::Error::new(ScenarioError::Script(m));
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(script(if wasmparser::Parser::is_core_wasm(bytes) {
+            format!(
+                "`{name}` is a core WebAssembly module; a scenario is a component exporting `loadrig:scenario/vu` (build with the wasm32-wasip2 target)"
+            )
+        } else {
+            format!("`{name}` is not a WebAssembly component")
+        }));
+    }
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+    let component = Component::new(&engine, bytes)
+        .map_err(|e| script(format!("`{name}` does not compile: {e:#}")))?;
+    let linker = vu::linker(&engine)?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| script(format!("`{name}` imports something loadrig does not provide: {e:#}")))?;
+    let pre = VuPre::new(pre).map_err(|e| {
+        script(format!(
+            "`{name}` does not export the `loadrig:scenario/vu` world (options, setup, iteration, teardown, handle-summary; see loadrig/wit/scenario.wit): {e:#}"
+        ))
+    })?;
+    Ok(Loaded {
+        engine,
+        pre,
+        path: name.to_owned(),
+    })
+}
+
+/// How to run a loaded scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `--vus`, `-d`, `--iterations`, `--stage`.
+    pub overrides: Overrides,
+    /// `--segment`.
+    pub share: Option<Share>,
+    /// `-e KEY=VALUE`: the VUs' environment (k6's `__ENV`).
+    pub env: Vec<(String, String)>,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// What a scenario run produced.
+pub struct Finished {
+    /// Everything measured.
+    pub results: Results,
+    /// The options it ran with.
+    pub options: Options,
+    /// Why it was aborted, if it was.
+    pub aborted: Option<String>,
+    /// Iterations interrupted at the end of a graceful stop.
+    pub interrupted: u64,
+    /// VU 0's instance, kept for `handle-summary`.
+    control: Control,
+}
+
+/// Progress of a running scenario, for the live display.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// The run's length, graceful stops included.
+    pub length: Duration,
+    /// VUs running an iteration now.
+    pub active_vus: u64,
+    /// Iterations completed.
+    pub iterations: u64,
+}
+
+/// The instance `options`, `setup`, `teardown` and `handle-summary` run in (k6's VU 0),
+/// on a runtime of its own.
+struct Control {
+    rt: tokio::runtime::Runtime,
+    vu: Vu,
+}
+
+impl Control {
+    fn new(blueprint: &Blueprint, clock: Clock) -> anyhow::Result<Control> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let results = Arc::new(Mutex::new(Results::default()));
+        let vu = rt
+            .block_on(Vu::new(
+                blueprint,
+                results,
+                clock,
+                context(0, "", 0, 0),
+                &[],
+                Vec::new(),
+            ))
+            .map_err(|e| ScenarioError::Script(format!("{e:#}")))?;
+        Ok(Control { rt, vu })
+    }
+
+    /// Calls an export with a deadline; a trap or a missed deadline is a script error.
+    fn call<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        f: impl AsyncFnOnce(&mut Vu) -> wasmtime::Result<T>,
+    ) -> anyhow::Result<T> {
+        let vu = &mut self.vu;
+        self.rt
+            .block_on(async move { tokio::time::timeout(timeout, f(vu)).await })
+            .map_err(|_| {
+                ScenarioError::Script(format!(
+                    "{what} did not finish within {}",
+                    humantime::format_duration(timeout)
+                ))
+            })?
+            .map_err(|e| ScenarioError::Script(format!("{what} failed: {}", trap_text(&e))).into())
+    }
+
+    fn results(&self) -> Results {
+        self.vu
+            .store
+            .data()
+            .client
+            .results
+            .lock()
+            .expect("results lock")
+            .clone()
+    }
+}
+
+/// A trap's message and the guest's backtrace, without the host's chain.
+fn trap_text(e: &wasmtime::Error) -> String {
+    format!("{e:?}")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(12)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+fn context(vu: u32, scenario: &str, iteration: u64, in_scenario: u64) -> vu::VuContext {
+    vu::VuContext {
+        vu,
+        iteration,
+        scenario: scenario.to_owned(),
+        iteration_in_scenario: in_scenario,
+    }
+}
+
+/// The epoch ticker: one thread per run.
+struct Ticker(Arc<std::sync::atomic::AtomicBool>);
+
+impl Ticker {
+    fn start(engine: &Engine) -> Ticker {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("loadrig-epoch".into())
+            .spawn(move || {
+                while !flag.load(Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Ticker(stop)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
+/// Reads the options of a loaded scenario (instantiates VU 0 and calls `options`).
+pub fn options(loaded: &Loaded, settings: &Settings) -> anyhow::Result<Options> {
+    let blueprint = Blueprint {
+        pre: loaded.pre.clone(),
+        env: settings.env.clone(),
+        abort: Arc::new(Abort::default()),
+    };
+    let _ticker = Ticker::start(&loaded.engine);
+    let mut control = Control::new(&blueprint, Clock { start: Instant::now() })?;
+    read_options(&mut control, settings)
+}
+
+fn read_options(control: &mut Control, settings: &Settings) -> anyhow::Result<Options> {
+    let json = control.call("options()", Duration::from_secs(60), async |vu| {
+        vu.exports.call_options(&mut vu.store).await
+    })?;
+    Options::parse(
+        &json,
+        &settings.overrides,
+        settings.share.unwrap_or(Share::WHOLE),
+    )
+    .map_err(|e| ScenarioError::Options(format!("invalid options: {e:#}")).into())
+}
+
+/// Runs a scenario to the end: options, setup, the executors, teardown.
+pub fn run(
+    loaded: &Loaded,
+    settings: &Settings,
+    mut progress: impl FnMut(Progress),
+) -> anyhow::Result<Finished> {
+    let abort = Arc::new(Abort::default());
+    let blueprint = Arc::new(Blueprint {
+        pre: loaded.pre.clone(),
+        env: settings.env.clone(),
+        abort: abort.clone(),
+    });
+    let _ticker = Ticker::start(&loaded.engine);
+    let mut control = Control::new(&blueprint, Clock { start: Instant::now() })?;
+    let options = read_options(&mut control, settings)?;
+    let defs = submetric_defs(&options)?;
+    let setup = control.call("setup()", options.setup_timeout, async |vu| {
+        vu.exports.call_setup(&mut vu.store).await
+    })?;
+    let data = match setup {
+        Ok(data) => Arc::new(data),
+        Err(message) => {
+            return Err(ScenarioError::Aborted(format!("setup() failed: {message}")).into());
+        }
+    };
+    if abort.is_set() {
+        return Err(ScenarioError::Aborted(format!(
+            "aborted in setup(): {}",
+            abort.reason().unwrap_or_default()
+        ))
+        .into());
+    }
+
+    // Every VU of every scenario, numbered from 1 across the run, on threads round-robin.
+    let threads = settings.threads.max(1);
+    let mut first_vu = 1u32;
+    let mut plans: Vec<Vec<ScenarioShare>> = (0..threads).map(|_| Vec::new()).collect();
+    for (s_index, spec) in options.scenarios.iter().enumerate() {
+        let shared = Arc::new(SharedCounters::default());
+        for (t, plan) in plans.iter_mut().enumerate() {
+            let ids: Vec<u32> = (0..spec.executor.max_vus())
+                .filter(|j| (u64::from(first_vu) + j) % threads as u64 == t as u64)
+                .map(|j| first_vu + j as u32)
+                .collect();
+            plan.push(ScenarioShare {
+                index: s_index,
+                first_vu,
+                spec: spec.clone(),
+                vu_ids: ids,
+                thread: t as u64,
+                threads: threads as u64,
+                counters: shared.clone(),
+            });
+        }
+        first_vu += spec.executor.max_vus() as u32;
+    }
+    let max_vus = u64::from(first_vu - 1);
+    let active = Arc::new(AtomicU64::new(0));
+    let iterations = Arc::new(AtomicU64::new(0));
+    let interrupted = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let mut starts = Vec::new();
+    let mut handles = Vec::new();
+    let mut recorders = Vec::new();
+    for (t, plan) in plans.into_iter().enumerate() {
+        let (start_tx, start_rx) = std::sync::mpsc::channel::<Instant>();
+        starts.push(start_tx);
+        let results = Arc::new(Mutex::new(Results {
+            metrics: crate::metrics::Metrics::with_submetrics(defs.clone()),
+            ..Results::default()
+        }));
+        recorders.push(results.clone());
+        let worker = Worker {
+            blueprint: blueprint.clone(),
+            data: data.clone(),
+            results,
+            active: active.clone(),
+            iterations: iterations.clone(),
+            interrupted: interrupted.clone(),
+            abort: abort.clone(),
+        };
+        let ready = ready_tx.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("loadrig-vu-{t}"))
+                .spawn(move || worker.run(plan, ready, start_rx))
+                .context("starting a worker thread")?,
+        );
+    }
+    drop(ready_tx);
+    for _ in 0..handles.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("a worker thread ended while initializing its VUs"),
+        }
+    }
+    // Every VU is initialized: the run's clock starts now, for every thread at once.
+    let start = Instant::now();
+    for tx in &starts {
+        let _ = tx.send(start);
+    }
+    let length = options.length();
+    let mut vus_gauge = crate::metrics::Metric::new(MetricType::Gauge, false);
+    let thresholds = abort_thresholds(&options)?;
+    let mut last_check = Instant::now();
+    while handles.iter().any(|h| !h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(200));
+        let now_active = active.load(Relaxed);
+        vus_gauge.add(now_active as f64);
+        progress(Progress {
+            elapsed: start.elapsed(),
+            length,
+            active_vus: now_active,
+            iterations: iterations.load(Relaxed),
+        });
+        if !thresholds.is_empty() && last_check.elapsed() >= Duration::from_secs(1) {
+            last_check = Instant::now();
+            let mut snapshot = Results::default();
+            for r in &recorders {
+                snapshot.merge(&r.lock().expect("results lock"));
+            }
+            snapshot.elapsed = start.elapsed();
+            for t in &thresholds {
+                if !t.check(&snapshot).ok {
+                    abort.set(format!("threshold `{}` failed (abortOnFail)", t.source()));
+                }
+            }
+        }
+    }
+    let mut results = Results {
+        metrics: crate::metrics::Metrics::with_submetrics(defs),
+        ..Results::default()
+    };
+    for h in handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        results.merge(&r);
+    }
+    results.elapsed = start.elapsed();
+    results.metrics.metrics.insert("vus".into(), vus_gauge);
+    let mut vus_max = crate::metrics::Metric::new(MetricType::Gauge, false);
+    vus_max.add(max_vus as f64);
+    results.metrics.metrics.insert("vus_max".into(), vus_max);
+    for name in ["iterations", "dropped_iterations"] {
+        results
+            .metrics
+            .metrics
+            .entry(name.into())
+            .or_insert_with(|| crate::metrics::Metric::new(MetricType::Counter, false));
+    }
+    let teardown = control.call("teardown()", options.teardown_timeout, async |vu| {
+        vu.exports.call_teardown(&mut vu.store, &data).await
+    })?;
+    if let Err(message) = teardown {
+        eprintln!("loadrig: teardown() failed: {message}");
+    }
+    // What setup and teardown recorded (their requests and checks) belongs to the run.
+    results.merge(&control.results());
+    results.seal();
+    Ok(Finished {
+        results,
+        options,
+        aborted: abort.reason(),
+        interrupted: interrupted.load(Relaxed),
+        control,
+    })
+}
+
+impl Finished {
+    /// Calls the scenario's `handle-summary` with the summary JSON: `Some(files)` when it
+    /// returns files to write (paths, or `stdout`/`stderr`), `None` when it leaves the
+    /// report to loadrig.
+    pub fn handle_summary(&mut self, summary: &str) -> anyhow::Result<Option<Vec<(String, Vec<u8>)>>> {
+        let files = self.control.call(
+            "handleSummary()",
+            Duration::from_secs(60),
+            async |vu| vu.exports.call_handle_summary(&mut vu.store, summary).await,
+        )?;
+        files.map_err(|m| ScenarioError::Script(format!("handleSummary() failed: {m}")).into())
+    }
+}
+
+/// The submetrics the thresholds name.
+fn submetric_defs(options: &Options) -> anyhow::Result<Vec<crate::metrics::SubmetricDef>> {
+    let mut defs = Vec::new();
+    for t in &options.thresholds {
+        if let Some(def) = crate::metrics::SubmetricDef::parse(&t.metric)
+            .map_err(|e| ScenarioError::Script(format!("invalid threshold: {e:#}")))?
+            && !defs.contains(&def)
+        {
+            defs.push(def);
+        }
+    }
+    Ok(defs)
+}
+
+/// The thresholds to check while the run goes (those with `abortOnFail`).
+fn abort_thresholds(options: &Options) -> anyhow::Result<Vec<crate::threshold::Threshold>> {
+    options
+        .thresholds
+        .iter()
+        .filter(|t| t.abort_on_fail)
+        .map(|t| {
+            crate::threshold::Threshold::parse_k6(&t.metric, &t.expr)
+                .map_err(|e| ScenarioError::Script(format!("invalid threshold: {e:#}")).into())
+        })
+        .collect()
+}
+
+/// Counters a scenario's threads share.
+#[derive(Debug, Default)]
+struct SharedCounters {
+    /// `shared-iterations`: iterations taken so far.
+    taken: AtomicU64,
+    /// Iterations started in the scenario (for `iteration-in-scenario`).
+    started: AtomicU64,
+}
+
+/// One thread's part of one scenario.
+struct ScenarioShare {
+    index: usize,
+    /// The number of the scenario's first VU.
+    first_vu: u32,
+    spec: ScenarioSpec,
+    /// The VUs of this scenario that live on this thread.
+    vu_ids: Vec<u32>,
+    thread: u64,
+    threads: u64,
+    counters: Arc<SharedCounters>,
+}
+
+/// What a worker thread shares with the run.
+struct Worker {
+    blueprint: Arc<Blueprint>,
+    data: Arc<String>,
+    results: Arc<Mutex<Results>>,
+    active: Arc<AtomicU64>,
+    iterations: Arc<AtomicU64>,
+    interrupted: Arc<AtomicU64>,
+    abort: Arc<Abort>,
+}
+
+/// An arrival-rate scenario's queue on one thread: due iterations waiting for a VU.
+struct Queue {
+    due: std::cell::RefCell<VecDeque<u64>>,
+    idle: std::cell::Cell<u64>,
+    wake: tokio::sync::Notify,
+    done: std::cell::Cell<bool>,
+}
+
+impl Worker {
+    fn run(
+        self,
+        plan: Vec<ScenarioShare>,
+        ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
+        start: std::sync::mpsc::Receiver<Instant>,
+    ) -> anyhow::Result<Results> {
+        let _ = nix::sys::prctl::set_timerslack(1);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("building a worker runtime")?;
+        let local = tokio::task::LocalSet::new();
+        let worker = Rc::new(self);
+        // Initialize the VUs that exist from the start (k6's init phase) before the clock.
+        let placeholder = Clock { start: Instant::now() };
+        let mut initial: Vec<(usize, u32, Vu)> = Vec::new();
+        let init = local.block_on(&rt, async {
+            for share in &plan {
+                let n = share.spec.executor.initial_vus();
+                for &id in &share.vu_ids {
+                    if u64::from(id - share.first_vu) < n {
+                        let vu = worker.new_vu(share, id, placeholder).await?;
+                        initial.push((share.index, id, vu));
+                    }
+                }
+            }
+            anyhow::Ok(())
+        });
+        let failed = init.is_err();
+        let _ = ready.send(init);
+        if failed {
+            return Ok(Results::default());
+        }
+        let Ok(start) = start.recv() else {
+            return Ok(Results::default());
+        };
+        let clock = Clock { start };
+        for (_, _, vu) in initial.iter_mut() {
+            vu.store.data_mut().client.clock = clock;
+        }
+        for share in plan {
+            let share = Rc::new(share);
+            let mine: Vec<Vu> = {
+                let mut v = Vec::new();
+                let mut rest = Vec::new();
+                for (s, id, vu) in initial.drain(..) {
+                    if s == share.index {
+                        v.push((id, vu));
+                    } else {
+                        rest.push((s, id, vu));
+                    }
+                }
+                initial = rest;
+                v.sort_by_key(|(id, _)| *id);
+                v.into_iter().map(|(_, vu)| vu).collect()
+            };
+            match &share.spec.executor {
+                Executor::ArrivalRate { .. } => {
+                    let queue = Rc::new(Queue {
+                        due: Default::default(),
+                        idle: Default::default(),
+                        wake: tokio::sync::Notify::new(),
+                        done: Default::default(),
+                    });
+                    let spawned = Rc::new(std::cell::Cell::new(mine.len()));
+                    for vu in mine {
+                        local.spawn_local(worker.clone().arrival_vu(share.clone(), vu, queue.clone(), clock));
+                    }
+                    local.spawn_local(worker.clone().dispatch(share.clone(), queue, spawned, clock));
+                }
+                _ => {
+                    for vu in mine {
+                        let index = u64::from(vu.store.data().context.vu - share.first_vu);
+                        local.spawn_local(worker.clone().looping_vu(share.clone(), vu, index, clock));
+                    }
+                }
+            }
+        }
+        rt.block_on(local);
+        let results = worker.results.lock().expect("results lock").clone();
+        Ok(results)
+    }
+
+    async fn new_vu(&self, share: &ScenarioShare, id: u32, clock: Clock) -> anyhow::Result<Vu> {
+        let mut tags: Vec<(String, String)> = share
+            .spec
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        tags.push(("scenario".into(), share.spec.name.clone()));
+        let env: Vec<(String, String)> = share
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Vu::new(
+            &self.blueprint,
+            self.results.clone(),
+            clock,
+            context(id, &share.spec.name, 0, 0),
+            &env,
+            tags,
+        )
+        .await
+        .map_err(|e| ScenarioError::Script(format!("initializing VU {id}: {e:#}")).into())
+    }
+
+    /// Runs one iteration on `vu`; `due` is when it was scheduled (arrival-rate), else it
+    /// is due now. `false`: the VU cannot go on (interrupted at the hard end, or broken).
+    async fn iterate(
+        &self,
+        share: &ScenarioShare,
+        vu: &mut Option<Vu>,
+        due: Option<u64>,
+        clock: Clock,
+        iteration: &mut u64,
+    ) -> bool {
+        let Some(v) = vu.as_mut() else { return false };
+        let begun = clock.now();
+        let intended = due.unwrap_or(begun);
+        let state = v.store.data_mut();
+        state.client.lateness.store(begun.saturating_sub(intended), Relaxed);
+        state.context.iteration = *iteration;
+        state.context.iteration_in_scenario = share.counters.started.fetch_add(1, Relaxed);
+        *iteration += 1;
+        let hard_end = clock.start + share.spec.hard_end();
+        self.active.fetch_add(1, Relaxed);
+        let abort = self.abort.clone();
+        let outcome = {
+            let call = v.exports.call_iteration(&mut v.store, &share.spec.exec, &self.data);
+            let aborted = async {
+                while !abort.is_set() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            tokio::select! {
+                r = call => Some(r),
+                _ = tokio::time::sleep_until(hard_end.into()) => None,
+                _ = aborted => None,
+            }
+        };
+        self.active.fetch_sub(1, Relaxed);
+        let ended = clock.now();
+        let tags = v.store.data().client.tags(&[]);
+        let mut keep = true;
+        let mut r = self.results.lock().expect("results lock");
+        match outcome {
+            None => {
+                // Interrupted mid-call: the instance's state is unknown, so the VU ends.
+                self.interrupted.fetch_add(1, Relaxed);
+                keep = false;
+            }
+            Some(result) => {
+                let ms = ended.saturating_sub(intended) as f64 / 1e6;
+                let m = &mut r.metrics;
+                let _ = m.add("iterations", MetricType::Counter, false, 1.0, &tags);
+                self.iterations.fetch_add(1, Relaxed);
+                let _ = m.add("iteration_duration", MetricType::Trend, true, ms, &tags);
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(message)) => {
+                        drop(r);
+                        log_once(&format!("VU {} iteration failed: {message}", v.store.data().context.vu));
+                        r = self.results.lock().expect("results lock");
+                        let _ = r.metrics.add("iteration_errors", MetricType::Counter, false, 1.0, &tags);
+                    }
+                    Err(trap) => {
+                        let _ = r.metrics.add("iteration_errors", MetricType::Counter, false, 1.0, &tags);
+                        drop(r);
+                        log_once(&format!(
+                            "VU {} trapped; it gets a fresh instance: {}",
+                            v.store.data().context.vu,
+                            trap_text(&trap)
+                        ));
+                        let id = v.store.data().context.vu;
+                        let next = *iteration;
+                        *vu = self.new_vu(share, id, clock).await.ok();
+                        if let Some(v) = vu.as_mut() {
+                            v.store.data_mut().context.iteration = next;
+                        }
+                        return vu.is_some();
+                    }
+                }
+            }
+        }
+        drop(r);
+        if keep {
+            v.reset_groups();
+        } else {
+            *vu = None;
+        }
+        keep
+    }
+
+    /// A VU of a closed executor: loops as the executor says until its end.
+    async fn looping_vu(self: Rc<Self>, share: Rc<ScenarioShare>, vu: Vu, index: u64, clock: Clock) {
+        let spec = &share.spec;
+        let begin = clock.start + spec.start_time;
+        tokio::time::sleep_until(begin.into()).await;
+        let end = begin + spec.executor.length();
+        let mut vu = Some(vu);
+        let mut iteration = 0u64;
+        loop {
+            if self.abort.is_set() {
+                break;
+            }
+            let now = Instant::now();
+            let go = match &spec.executor {
+                Executor::ConstantVus { .. } => now < end,
+                Executor::PerVuIterations { iterations, .. } => now < end && iteration < *iterations,
+                Executor::SharedIterations { iterations, .. } => {
+                    now < end && share.counters.taken.fetch_add(1, Relaxed) < *iterations
+                }
+                Executor::RampingVus { .. } => {
+                    if now >= end {
+                        false
+                    } else if spec.executor.vus_at(now - begin) <= index {
+                        tokio::time::sleep(IDLE_POLL).await;
+                        continue;
+                    } else {
+                        true
+                    }
+                }
+                Executor::ArrivalRate { .. } => false,
+            };
+            if !go || !self.iterate(&share, &mut vu, None, clock, &mut iteration).await {
+                break;
+            }
+        }
+    }
+
+    /// An arrival-rate VU: runs each due iteration it is handed until the scenario ends.
+    async fn arrival_vu(self: Rc<Self>, share: Rc<ScenarioShare>, vu: Vu, queue: Rc<Queue>, clock: Clock) {
+        let mut vu = Some(vu);
+        let mut iteration = 0u64;
+        loop {
+            let next = queue.due.borrow_mut().pop_front();
+            let Some(due) = next else {
+                if queue.done.get() || self.abort.is_set() {
+                    break;
+                }
+                queue.idle.set(queue.idle.get() + 1);
+                queue.wake.notified().await;
+                queue.idle.set(queue.idle.get() - 1);
+                continue;
+            };
+            if !self.iterate(&share, &mut vu, Some(due), clock, &mut iteration).await {
+                break;
+            }
+        }
+    }
+
+    /// Hands each iteration to an idle VU when it is due; with none idle, starts another
+    /// VU (up to this thread's share of `maxVUs`) or drops the iteration.
+    async fn dispatch(
+        self: Rc<Self>,
+        share: Rc<ScenarioShare>,
+        queue: Rc<Queue>,
+        spawned: Rc<std::cell::Cell<usize>>,
+        clock: Clock,
+    ) {
+        let Executor::ArrivalRate {
+            start_rate,
+            stages,
+            ..
+        } = &share.spec.executor
+        else {
+            return;
+        };
+        let schedule = Schedule::staged(*start_rate, stages);
+        // This thread takes iterations k ≡ thread (mod threads) of its segment's share.
+        let mine = share.spec.share.split(share.thread, share.threads);
+        let begin = clock.start + share.spec.start_time;
+        let mut n = 0u64;
+        loop {
+            if self.abort.is_set() {
+                break;
+            }
+            let k = mine.global(n);
+            let Some(at) = schedule.due(k) else { break };
+            n += 1;
+            let due_at = begin + at;
+            tokio::time::sleep_until(due_at.into()).await;
+            let due_ns = (due_at - clock.start).as_nanos() as u64;
+            let queued = queue.due.borrow().len() as u64;
+            if queue.idle.get() > queued {
+                queue.due.borrow_mut().push_back(due_ns);
+                queue.wake.notify_one();
+            } else if spawned.get() < share.vu_ids.len() {
+                let id = share.vu_ids[spawned.get()];
+                spawned.set(spawned.get() + 1);
+                queue.due.borrow_mut().push_back(due_ns);
+                let worker = self.clone();
+                let (s, q) = (share.clone(), queue.clone());
+                tokio::task::spawn_local(async move {
+                    match worker.new_vu(&s, id, clock).await {
+                        Ok(vu) => worker.arrival_vu(s, vu, q, clock).await,
+                        Err(e) => log_once(&format!("{e:#}")),
+                    }
+                });
+            } else {
+                let tags = vec![
+                    ("scenario".to_owned(), share.spec.name.clone()),
+                    ("group".to_owned(), String::new()),
+                ];
+                let _ = self.results.lock().expect("results lock").metrics.add(
+                    "dropped_iterations",
+                    MetricType::Counter,
+                    false,
+                    1.0,
+                    &tags,
+                );
+            }
+        }
+        queue.done.set(true);
+        queue.wake.notify_waiters();
+    }
+}
+
+/// Prints a message the first time it is seen (VU errors repeat every iteration).
+fn log_once(message: &str) {
+    static SEEN: Mutex<Option<BTreeMap<String, u64>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().expect("log lock");
+    let seen = seen.get_or_insert_with(BTreeMap::new);
+    let key: String = message.chars().take(500).collect();
+    let n = seen.entry(key).or_default();
+    *n += 1;
+    if *n == 1 {
+        eprintln!("loadrig: {message}");
+    }
+}
