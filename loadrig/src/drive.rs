@@ -230,7 +230,7 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(Progress)) -> anyhow::Resul
 }
 
 /// CPU time (user + system) this process has used.
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     use nix::sys::resource::{UsageWho, getrusage};
     match getrusage(UsageWho::RUSAGE_SELF) {
         Ok(u) => {
@@ -246,13 +246,15 @@ fn cpu_time() -> Duration {
 /// The run's clock: nanoseconds since the start, readable as `Instant` and as the
 /// `CLOCK_MONOTONIC` time the precise timer is armed with.
 #[derive(Debug, Clone, Copy)]
-struct Clock {
-    start: Instant,
+pub struct Clock {
+    /// The start.
+    pub start: Instant,
     start_mono: Duration,
 }
 
 impl Clock {
-    fn new() -> Self {
+    /// A clock starting now.
+    pub fn new() -> Self {
         // `Instant` reads CLOCK_MONOTONIC on Linux; reading both back to back ties them.
         let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
             .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
@@ -263,7 +265,8 @@ impl Clock {
         }
     }
 
-    fn now(&self) -> u64 {
+    /// Nanoseconds since the start.
+    pub fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
 }
@@ -891,7 +894,7 @@ const SPIN_BELOW_NS: u64 = 20_000;
 /// make an open-model send up to 1 ms late and put the rig's own error into every
 /// corrected latency. A `timerfd` armed at the absolute due time, polled by the runtime's
 /// reactor, is late by microseconds.
-struct Timer {
+pub(crate) struct Timer {
     fd: AsyncFd<RawTimer>,
     clock: Clock,
 }
@@ -905,7 +908,7 @@ impl AsRawFd for RawTimer {
 }
 
 impl Timer {
-    fn new(clock: Clock) -> io::Result<Timer> {
+    pub(crate) fn new(clock: Clock) -> io::Result<Timer> {
         let fd = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
@@ -919,7 +922,7 @@ impl Timer {
     }
 
     /// Waits until `at` (run time).
-    async fn sleep_until(&mut self, at: u64) {
+    pub(crate) async fn sleep_until(&mut self, at: u64) {
         if !self.arm(at) {
             let at = self.clock.start + Duration::from_nanos(at);
             return tokio::time::sleep_until(at.into()).await;

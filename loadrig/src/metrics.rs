@@ -104,7 +104,13 @@ impl Metric {
                     *fails += 1
                 }
             }
-            Sink::Trend(h) => h.saturating_record((v.max(0.0) * TREND_SCALE).round() as u64),
+            Sink::Trend(h) => {
+                let x = (v.max(0.0) * TREND_SCALE).round() as u64;
+                // `record` grows an auto-sizing histogram; `saturating_record` would clamp.
+                if h.record(x).is_err() {
+                    h.saturating_record(x);
+                }
+            }
         }
     }
 

@@ -6,7 +6,10 @@
 //! native --app site --listen 127.0.0.1:0     # prints `Serving HTTP on http://ADDR/`
 //! ```
 
+mod api;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -19,8 +22,9 @@ use hyper_util::server::conn::auto;
 /// Serve one example app natively.
 #[derive(Debug, Parser)]
 struct Args {
-    /// The example to serve.
-    #[arg(long, default_value = "hello", value_parser = apps::APPS)]
+    /// The example to serve; `api` is the stand-in target for scenarios (login, JSON CRUD,
+    /// redirects, cookies, delays, and the `site` pages), native only since it keeps state.
+    #[arg(long, default_value = "hello", value_parser = app_names())]
     app: String,
     /// Address to listen on (port 0 picks a free port; the startup line says which).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -29,7 +33,17 @@ struct Args {
 
 type Handler = fn(&apps::Request<'_>) -> apps::Reply;
 
-async fn serve(req: Request<Incoming>, handle: Handler) -> anyhow::Result<Response<Full<Bytes>>> {
+fn app_names() -> Vec<&'static str> {
+    let mut names = apps::APPS.to_vec();
+    names.push("api");
+    names
+}
+
+async fn serve(
+    req: Request<Incoming>,
+    handle: Handler,
+    api: Option<Arc<api::Api>>,
+) -> anyhow::Result<Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, apps::MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -39,6 +53,23 @@ async fn serve(req: Request<Incoming>, handle: Handler) -> anyhow::Result<Respon
                 .body(Full::new(Bytes::from_static(b"request body too large\n")))?);
         }
     };
+    if let Some(api) = api
+        && let Some((status, headers, body)) = api
+            .handle(
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+                &parts.headers,
+                &body,
+            )
+            .await
+    {
+        let mut response = Response::builder().status(status);
+        for (name, value) in headers {
+            response = response.header(name, value);
+        }
+        return Ok(response.body(Full::new(body))?);
+    }
     let reply = handle(&apps::Request {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -61,7 +92,13 @@ async fn serve(req: Request<Incoming>, handle: Handler) -> anyhow::Result<Respon
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let handle = apps::handler(&args.app).expect("clap checked the name");
+    let (handle, api) = match args.app.as_str() {
+        "api" => (
+            apps::handler("site").expect("the site example exists"),
+            Some(Arc::new(api::Api::default())),
+        ),
+        name => (apps::handler(name).expect("clap checked the name"), None),
+    };
     // One thread, like one edge HTTP worker: the comparison is per core.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -74,8 +111,10 @@ fn main() -> anyhow::Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
+            let api = api.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| serve(req, handle));
+                let service =
+                    hyper::service::service_fn(move |req| serve(req, handle, api.clone()));
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

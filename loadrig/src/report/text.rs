@@ -9,6 +9,13 @@ use super::{bytes, duration, warnings};
 
 /// Describes what ran, in one line per run.
 pub(super) fn describe(run: &RunInfo) -> String {
+    if run.method == "scenario" {
+        let mut s = format!("scenario {}: {}", run.url, run.model);
+        if let Some(seg) = &run.segment {
+            write!(s, ", segment {seg}").unwrap();
+        }
+        return s;
+    }
     let mut s = format!("{} {}  {} model, ", run.method, run.url, run.model);
     match (run.rate, run.stages.is_empty()) {
         (Some(r), true) => write!(s, "{r} req/s, ").unwrap(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -26,19 +26,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections a VU keeps per destination.
 const KEEP_PER_DESTINATION: usize = 4;
 
-/// The run's clock: nanoseconds since the start of the load.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    /// The start.
-    pub start: Instant,
-}
-
-impl Clock {
-    /// Nanoseconds since the start.
-    pub fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-}
+pub use crate::drive::Clock;
 
 /// The phases of one request, in milliseconds (k6's `res.timings`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -216,7 +204,10 @@ impl WasiHttpHooks for Client {
             }
             let mut results = results.lock().expect("results lock");
             match outcome {
-                Ok((r, connecting, started, bytes)) => {
+                Ok((r, connecting, started, bytes, opened)) => {
+                    if opened {
+                        results.connections_opened += 1;
+                    }
                     let status = r.status;
                     let sample = Sample {
                         intended,
@@ -311,14 +302,17 @@ impl WasiHttpHooks for Client {
     }
 }
 
-/// The exchange on a pooled or new connection: the response, the time spent connecting,
-/// when it started on the connection, and the bytes read and written.
+/// An exchange's response, time spent connecting, when it started on the connection, the
+/// bytes read and written, and whether it opened a connection.
+type Exchanged = (h1::Response, u64, u64, (u64, u64), bool);
+
+/// The exchange on a pooled or new connection.
 async fn exchange(
     pool: &Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>,
     out: &Outgoing,
     clock: Clock,
     captured: &mut Captured,
-) -> Result<(h1::Response, u64, u64, (u64, u64)), ErrorKind> {
+) -> Result<Exchanged, ErrorKind> {
     let pooled = pool
         .lock()
         .expect("pool lock")
@@ -339,7 +333,7 @@ async fn exchange(
             Ok(Ok(resp)) => {
                 let bytes = (conn.bytes_in - in0, conn.bytes_out - out0);
                 give_back(pool, out.addr, conn);
-                return Ok((resp, 0, started, bytes));
+                return Ok((resp, 0, started, bytes, false));
             }
             Ok(Err(ErrorKind::Closed | ErrorKind::Reset)) if conn.bytes_in == in0 => {}
             Ok(Err(e)) => return Err(e),
@@ -368,7 +362,7 @@ async fn exchange(
     .map_err(|_| ErrorKind::Timeout)??;
     let bytes = (conn.bytes_in, conn.bytes_out);
     give_back(pool, out.addr, conn);
-    Ok((resp, connecting, started, bytes))
+    Ok((resp, connecting, started, bytes, true))
 }
 
 fn give_back(pool: &Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>, addr: SocketAddr, conn: h1::Conn) {

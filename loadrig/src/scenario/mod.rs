@@ -251,7 +251,7 @@ pub fn options(loaded: &Loaded, settings: &Settings) -> anyhow::Result<Options> 
         abort: Arc::new(Abort::default()),
     };
     let _ticker = Ticker::start(&loaded.engine);
-    let mut control = Control::new(&blueprint, Clock { start: Instant::now() })?;
+    let mut control = Control::new(&blueprint, Clock::new())?;
     read_options(&mut control, settings)
 }
 
@@ -280,7 +280,7 @@ pub fn run(
         abort: abort.clone(),
     });
     let _ticker = Ticker::start(&loaded.engine);
-    let mut control = Control::new(&blueprint, Clock { start: Instant::now() })?;
+    let mut control = Control::new(&blueprint, Clock::new())?;
     let options = read_options(&mut control, settings)?;
     let defs = submetric_defs(&options)?;
     let setup = control.call("setup()", options.setup_timeout, async |vu| {
@@ -332,7 +332,7 @@ pub fn run(
     let mut handles = Vec::new();
     let mut recorders = Vec::new();
     for (t, plan) in plans.into_iter().enumerate() {
-        let (start_tx, start_rx) = std::sync::mpsc::channel::<Instant>();
+        let (start_tx, start_rx) = std::sync::mpsc::channel::<Clock>();
         starts.push(start_tx);
         let results = Arc::new(Mutex::new(Results {
             metrics: crate::metrics::Metrics::with_submetrics(defs.clone()),
@@ -365,9 +365,11 @@ pub fn run(
         }
     }
     // Every VU is initialized: the run's clock starts now, for every thread at once.
-    let start = Instant::now();
+    let clock = Clock::new();
+    let start = clock.start;
+    let cpu_before = crate::drive::cpu_time();
     for tx in &starts {
-        let _ = tx.send(start);
+        let _ = tx.send(clock);
     }
     let length = options.length();
     let mut vus_gauge = crate::metrics::Metric::new(MetricType::Gauge, false);
@@ -408,6 +410,9 @@ pub fn run(
         results.merge(&r);
     }
     results.elapsed = start.elapsed();
+    results.cpu = crate::drive::cpu_time().saturating_sub(cpu_before);
+    results.cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    results.connections_peak = results.connections_peak.max(max_vus);
     results.metrics.metrics.insert("vus".into(), vus_gauge);
     let mut vus_max = crate::metrics::Metric::new(MetricType::Gauge, false);
     vus_max.add(max_vus as f64);
@@ -524,7 +529,7 @@ impl Worker {
         self,
         plan: Vec<ScenarioShare>,
         ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
-        start: std::sync::mpsc::Receiver<Instant>,
+        start: std::sync::mpsc::Receiver<Clock>,
     ) -> anyhow::Result<Results> {
         let _ = nix::sys::prctl::set_timerslack(1);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -534,7 +539,7 @@ impl Worker {
         let local = tokio::task::LocalSet::new();
         let worker = Rc::new(self);
         // Initialize the VUs that exist from the start (k6's init phase) before the clock.
-        let placeholder = Clock { start: Instant::now() };
+        let placeholder = Clock::new();
         let mut initial: Vec<(usize, u32, Vu)> = Vec::new();
         let init = local.block_on(&rt, async {
             for share in &plan {
@@ -553,10 +558,9 @@ impl Worker {
         if failed {
             return Ok(Results::default());
         }
-        let Ok(start) = start.recv() else {
+        let Ok(clock) = start.recv() else {
             return Ok(Results::default());
         };
-        let clock = Clock { start };
         for (_, _, vu) in initial.iter_mut() {
             vu.store.data_mut().client.clock = clock;
         }
@@ -795,6 +799,9 @@ impl Worker {
         // This thread takes iterations k ≡ thread (mod threads) of its segment's share.
         let mine = share.spec.share.split(share.thread, share.threads);
         let begin = clock.start + share.spec.start_time;
+        // Due times are kept to the microsecond (tokio's timers tick in milliseconds, which
+        // would put the rig's own lateness into every corrected latency).
+        let mut timer = crate::drive::Timer::new(clock).ok();
         let mut n = 0u64;
         loop {
             if self.abort.is_set() {
@@ -804,8 +811,11 @@ impl Worker {
             let Some(at) = schedule.due(k) else { break };
             n += 1;
             let due_at = begin + at;
-            tokio::time::sleep_until(due_at.into()).await;
             let due_ns = (due_at - clock.start).as_nanos() as u64;
+            match &mut timer {
+                Some(t) => t.sleep_until(due_ns).await,
+                None => tokio::time::sleep_until(due_at.into()).await,
+            }
             let queued = queue.due.borrow().len() as u64;
             if queue.idle.get() > queued {
                 queue.due.borrow_mut().push_back(due_ns);
