@@ -252,6 +252,12 @@ pub struct Clock {
     start_mono: Duration,
 }
 
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Clock {
     /// A clock starting now.
     pub fn new() -> Self {

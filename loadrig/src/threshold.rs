@@ -142,8 +142,9 @@ impl Threshold {
             "value" => MetricType::Gauge,
             _ => MetricType::Trend,
         });
-        let limit = parse_limit(rhs, ty)
-            .with_context(|| format!("threshold `{expr}` on `{metric}`: value `{rhs}` is not valid"))?;
+        let limit = parse_limit(rhs, ty).with_context(|| {
+            format!("threshold `{expr}` on `{metric}`: value `{rhs}` is not valid")
+        })?;
         Ok(Threshold {
             source: format!("{}: {src}", metric.trim()),
             expr: src.to_owned(),

@@ -62,9 +62,17 @@ impl Api {
         if let Some(n) = path.strip_prefix("/redirect/") {
             let n: u64 = n.parse().unwrap_or(0);
             return Some(if n == 0 {
-                (StatusCode::OK, vec![("content-type", "text/plain".into())], Bytes::from_static(b"done\n"))
+                (
+                    StatusCode::OK,
+                    vec![("content-type", "text/plain".into())],
+                    Bytes::from_static(b"done\n"),
+                )
             } else {
-                (StatusCode::FOUND, vec![("location", format!("/redirect/{}", n - 1))], Bytes::new())
+                (
+                    StatusCode::FOUND,
+                    vec![("location", format!("/redirect/{}", n - 1))],
+                    Bytes::new(),
+                )
             });
         }
         if path == "/cookies/set" {
@@ -87,7 +95,10 @@ impl Api {
         }
         if path == "/api/login" {
             if method != Method::POST {
-                return Some(error(StatusCode::METHOD_NOT_ALLOWED, "POST your credentials"));
+                return Some(error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "POST your credentials",
+                ));
             }
             let creds: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             if creds["password"] != "secret" || !creds["user"].is_string() {
@@ -106,12 +117,17 @@ impl Api {
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|t| self.tokens.lock().expect("tokens").iter().any(|k| k == t));
         if !authorized {
-            return Some(error(StatusCode::UNAUTHORIZED, "log in first: Authorization: Bearer TOKEN"));
+            return Some(error(
+                StatusCode::UNAUTHORIZED,
+                "log in first: Authorization: Bearer TOKEN",
+            ));
         }
         let mut items = self.items.lock().expect("items");
         let id = rest.strip_prefix('/').map(|s| s.parse::<u64>());
         Some(match (method.clone(), id) {
-            (Method::GET, None) => json_answer(StatusCode::OK, &json!(items.values().collect::<Vec<_>>())),
+            (Method::GET, None) => {
+                json_answer(StatusCode::OK, &json!(items.values().collect::<Vec<_>>()))
+            }
             (Method::POST, None) => match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(mut item)) => {
                     let id = self.next.fetch_add(1, Relaxed);
@@ -127,7 +143,10 @@ impl Api {
                 Some(item) => json_answer(StatusCode::OK, item),
                 None => error(StatusCode::NOT_FOUND, "no such item"),
             },
-            (Method::PUT, Some(Ok(id))) => match (items.contains_key(&id), serde_json::from_slice::<Value>(body)) {
+            (Method::PUT, Some(Ok(id))) => match (
+                items.contains_key(&id),
+                serde_json::from_slice::<Value>(body),
+            ) {
                 (false, _) => error(StatusCode::NOT_FOUND, "no such item"),
                 (true, Ok(Value::Object(mut item))) => {
                     item.insert("id".into(), json!(id));

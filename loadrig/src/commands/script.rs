@@ -32,7 +32,9 @@ fn overrides(args: &RunArgs) -> anyhow::Result<(Overrides, Vec<(String, String)>
     ];
     for (flag, set) in url_only {
         if set {
-            bail!("{flag} applies to a URL run; a scenario's requests and schedule come from the scenario");
+            bail!(
+                "{flag} applies to a URL run; a scenario's requests and schedule come from the scenario"
+            );
         }
     }
     let stages = args
@@ -63,7 +65,11 @@ fn overrides(args: &RunArgs) -> anyhow::Result<(Overrides, Vec<(String, String)>
     Ok((
         Overrides {
             vus: args.vus,
-            duration: args.duration.as_deref().map(plan::parse_duration).transpose()?,
+            duration: args
+                .duration
+                .as_deref()
+                .map(plan::parse_duration)
+                .transpose()?,
             iterations: args.iterations,
             stages,
         },
@@ -133,7 +139,14 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<Verdict> {
         .options
         .scenarios
         .iter()
-        .map(|s| format!("{} ({}, {} VUs max)", s.name, s.executor.name(), s.executor.max_vus()))
+        .map(|s| {
+            format!(
+                "{} ({}, {} VUs max)",
+                s.name,
+                s.executor.name(),
+                s.executor.max_vus()
+            )
+        })
         .collect();
     let info = RunInfo {
         url: args.url.clone(),
@@ -171,7 +184,14 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<Verdict> {
                         .with_context(|| format!("writing `{path}` (from handleSummary)"))?,
                 }
             }
-            super::write_and_judge(&[info], &results, &checked, args.json.as_deref(), args.html.as_deref(), false)?
+            super::write_and_judge(
+                &[info],
+                &results,
+                &checked,
+                args.json.as_deref(),
+                args.html.as_deref(),
+                false,
+            )?
         }
         None => super::write_and_judge(
             &[info],

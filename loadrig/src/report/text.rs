@@ -216,7 +216,9 @@ fn named_metric(m: &crate::metrics::Metric, secs: f64) -> String {
     match &m.sink {
         Sink::Counter(sum) => format!(
             "{}  {:.2}/s",
-            format!("{sum:.4}").trim_end_matches('0').trim_end_matches('.'),
+            format!("{sum:.4}")
+                .trim_end_matches('0')
+                .trim_end_matches('.'),
             sum / secs
         ),
         Sink::Gauge { value, min, max } if min.is_finite() => {

@@ -157,7 +157,10 @@ impl WasiHttpHooks for Client {
                 .ok_or(HttpError::HttpRequestUriInvalid)?
                 .clone();
             let port = authority.port_u16().unwrap_or(80);
-            let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
             let addr = tokio::net::lookup_host((host, port))
                 .await
                 .ok()

@@ -63,8 +63,8 @@ pub struct Loaded {
 
 /// Compiles a scenario component and checks it is one.
 pub fn load(path: &Path) -> anyhow::Result<Loaded> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("reading the scenario `{}`", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading the scenario `{}`", path.display()))?;
     load_bytes(&bytes, &path.display().to_string())
 }
 
@@ -86,9 +86,11 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> anyhow::Result<Loaded> {
     let component = Component::new(&engine, bytes)
         .map_err(|e| script(format!("`{name}` does not compile: {e:#}")))?;
     let linker = vu::linker(&engine)?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| script(format!("`{name}` imports something loadrig does not provide: {e:#}")))?;
+    let pre = linker.instantiate_pre(&component).map_err(|e| {
+        script(format!(
+            "`{name}` imports something loadrig does not provide: {e:#}"
+        ))
+    })?;
     let pre = VuPre::new(pre).map_err(|e| {
         script(format!(
             "`{name}` does not export the `loadrig:scenario/vu` world (options, setup, iteration, teardown, handle-summary; see loadrig/wit/scenario.wit): {e:#}"
@@ -127,6 +129,10 @@ pub struct Finished {
     /// VU 0's instance, kept for `handle-summary`.
     control: Control,
 }
+
+/// Files a scenario's `handle-summary` returns: `(path, content)`, `stdout` and `stderr`
+/// naming those streams.
+pub type SummaryFiles = Vec<(String, Vec<u8>)>;
 
 /// Progress of a running scenario, for the live display.
 #[derive(Debug, Clone, Copy)]
@@ -323,10 +329,10 @@ pub fn run(
         }
         first_vu += spec.executor.max_vus() as u32;
     }
-    let max_vus = u64::from(first_vu - 1);
     let active = Arc::new(AtomicU64::new(0));
     let iterations = Arc::new(AtomicU64::new(0));
     let interrupted = Arc::new(AtomicU64::new(0));
+    let initialized = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let mut starts = Vec::new();
     let mut handles = Vec::new();
@@ -346,6 +352,7 @@ pub fn run(
             active: active.clone(),
             iterations: iterations.clone(),
             interrupted: interrupted.clone(),
+            initialized: initialized.clone(),
             abort: abort.clone(),
         };
         let ready = ready_tx.clone();
@@ -412,10 +419,9 @@ pub fn run(
     results.elapsed = start.elapsed();
     results.cpu = crate::drive::cpu_time().saturating_sub(cpu_before);
     results.cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-    results.connections_peak = results.connections_peak.max(max_vus);
     results.metrics.metrics.insert("vus".into(), vus_gauge);
     let mut vus_max = crate::metrics::Metric::new(MetricType::Gauge, false);
-    vus_max.add(max_vus as f64);
+    vus_max.add(initialized.load(Relaxed) as f64);
     results.metrics.metrics.insert("vus_max".into(), vus_max);
     for name in ["iterations", "dropped_iterations"] {
         results
@@ -446,12 +452,12 @@ impl Finished {
     /// Calls the scenario's `handle-summary` with the summary JSON: `Some(files)` when it
     /// returns files to write (paths, or `stdout`/`stderr`), `None` when it leaves the
     /// report to loadrig.
-    pub fn handle_summary(&mut self, summary: &str) -> anyhow::Result<Option<Vec<(String, Vec<u8>)>>> {
-        let files = self.control.call(
-            "handleSummary()",
-            Duration::from_secs(60),
-            async |vu| vu.exports.call_handle_summary(&mut vu.store, summary).await,
-        )?;
+    pub fn handle_summary(&mut self, summary: &str) -> anyhow::Result<Option<SummaryFiles>> {
+        let files = self
+            .control
+            .call("handleSummary()", Duration::from_secs(60), async |vu| {
+                vu.exports.call_handle_summary(&mut vu.store, summary).await
+            })?;
         files.map_err(|m| ScenarioError::Script(format!("handleSummary() failed: {m}")).into())
     }
 }
@@ -513,6 +519,8 @@ struct Worker {
     active: Arc<AtomicU64>,
     iterations: Arc<AtomicU64>,
     interrupted: Arc<AtomicU64>,
+    /// VUs initialized so far (k6's `vus_max`).
+    initialized: Arc<AtomicU64>,
     abort: Arc<Abort>,
 }
 
@@ -590,14 +598,29 @@ impl Worker {
                     });
                     let spawned = Rc::new(std::cell::Cell::new(mine.len()));
                     for vu in mine {
-                        local.spawn_local(worker.clone().arrival_vu(share.clone(), vu, queue.clone(), clock));
+                        local.spawn_local(worker.clone().arrival_vu(
+                            share.clone(),
+                            vu,
+                            queue.clone(),
+                            clock,
+                        ));
                     }
-                    local.spawn_local(worker.clone().dispatch(share.clone(), queue, spawned, clock));
+                    local.spawn_local(worker.clone().dispatch(
+                        share.clone(),
+                        queue,
+                        spawned,
+                        clock,
+                    ));
                 }
                 _ => {
                     for vu in mine {
                         let index = u64::from(vu.store.data().context.vu - share.first_vu);
-                        local.spawn_local(worker.clone().looping_vu(share.clone(), vu, index, clock));
+                        local.spawn_local(worker.clone().looping_vu(
+                            share.clone(),
+                            vu,
+                            index,
+                            clock,
+                        ));
                     }
                 }
             }
@@ -615,6 +638,7 @@ impl Worker {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         tags.push(("scenario".into(), share.spec.name.clone()));
+        self.initialized.fetch_add(1, Relaxed);
         let env: Vec<(String, String)> = share
             .spec
             .env
@@ -647,7 +671,10 @@ impl Worker {
         let begun = clock.now();
         let intended = due.unwrap_or(begun);
         let state = v.store.data_mut();
-        state.client.lateness.store(begun.saturating_sub(intended), Relaxed);
+        state
+            .client
+            .lateness
+            .store(begun.saturating_sub(intended), Relaxed);
         state.context.iteration = *iteration;
         state.context.iteration_in_scenario = share.counters.started.fetch_add(1, Relaxed);
         *iteration += 1;
@@ -655,7 +682,9 @@ impl Worker {
         self.active.fetch_add(1, Relaxed);
         let abort = self.abort.clone();
         let outcome = {
-            let call = v.exports.call_iteration(&mut v.store, &share.spec.exec, &self.data);
+            let call = v
+                .exports
+                .call_iteration(&mut v.store, &share.spec.exec, &self.data);
             let aborted = async {
                 while !abort.is_set() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -670,58 +699,55 @@ impl Worker {
         self.active.fetch_sub(1, Relaxed);
         let ended = clock.now();
         let tags = v.store.data().client.tags(&[]);
-        let mut keep = true;
-        let mut r = self.results.lock().expect("results lock");
-        match outcome {
-            None => {
-                // Interrupted mid-call: the instance's state is unknown, so the VU ends.
-                self.interrupted.fetch_add(1, Relaxed);
-                keep = false;
-            }
-            Some(result) => {
-                let ms = ended.saturating_sub(intended) as f64 / 1e6;
-                let m = &mut r.metrics;
-                let _ = m.add("iterations", MetricType::Counter, false, 1.0, &tags);
-                self.iterations.fetch_add(1, Relaxed);
-                let _ = m.add("iteration_duration", MetricType::Trend, true, ms, &tags);
-                match result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(message)) => {
-                        drop(r);
-                        log_once(&format!("VU {} iteration failed: {message}", v.store.data().context.vu));
-                        r = self.results.lock().expect("results lock");
-                        let _ = r.metrics.add("iteration_errors", MetricType::Counter, false, 1.0, &tags);
-                    }
-                    Err(trap) => {
-                        let _ = r.metrics.add("iteration_errors", MetricType::Counter, false, 1.0, &tags);
-                        drop(r);
-                        log_once(&format!(
-                            "VU {} trapped; it gets a fresh instance: {}",
-                            v.store.data().context.vu,
-                            trap_text(&trap)
-                        ));
-                        let id = v.store.data().context.vu;
-                        let next = *iteration;
-                        *vu = self.new_vu(share, id, clock).await.ok();
-                        if let Some(v) = vu.as_mut() {
-                            v.store.data_mut().context.iteration = next;
-                        }
-                        return vu.is_some();
-                    }
-                }
-            }
-        }
-        drop(r);
-        if keep {
-            v.reset_groups();
-        } else {
+        let vu_id = v.store.data().context.vu;
+        let record = |name: &str, kind: MetricType, time: bool, value: f64| {
+            let mut r = self.results.lock().expect("results lock");
+            let _ = r.metrics.add(name, kind, time, value, &tags);
+        };
+        let Some(result) = outcome else {
+            // Interrupted mid-call: the instance's state is unknown, so the VU ends.
+            self.interrupted.fetch_add(1, Relaxed);
             *vu = None;
+            return false;
+        };
+        let ms = ended.saturating_sub(intended) as f64 / 1e6;
+        record("iterations", MetricType::Counter, false, 1.0);
+        record("iteration_duration", MetricType::Trend, true, ms);
+        self.iterations.fetch_add(1, Relaxed);
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                log_once(&format!("VU {vu_id} iteration failed: {message}"));
+                record("iteration_errors", MetricType::Counter, false, 1.0);
+            }
+            Err(trap) => {
+                record("iteration_errors", MetricType::Counter, false, 1.0);
+                log_once(&format!(
+                    "VU {vu_id} trapped; it gets a fresh instance: {}",
+                    trap_text(&trap)
+                ));
+                let next = *iteration;
+                *vu = self.new_vu(share, vu_id, clock).await.ok();
+                // A replacement, not another VU.
+                self.initialized.fetch_sub(1, Relaxed);
+                if let Some(v) = vu.as_mut() {
+                    v.store.data_mut().context.iteration = next;
+                }
+                return vu.is_some();
+            }
         }
-        keep
+        v.reset_groups();
+        true
     }
 
     /// A VU of a closed executor: loops as the executor says until its end.
-    async fn looping_vu(self: Rc<Self>, share: Rc<ScenarioShare>, vu: Vu, index: u64, clock: Clock) {
+    async fn looping_vu(
+        self: Rc<Self>,
+        share: Rc<ScenarioShare>,
+        vu: Vu,
+        index: u64,
+        clock: Clock,
+    ) {
         let spec = &share.spec;
         let begin = clock.start + spec.start_time;
         tokio::time::sleep_until(begin.into()).await;
@@ -735,7 +761,9 @@ impl Worker {
             let now = Instant::now();
             let go = match &spec.executor {
                 Executor::ConstantVus { .. } => now < end,
-                Executor::PerVuIterations { iterations, .. } => now < end && iteration < *iterations,
+                Executor::PerVuIterations { iterations, .. } => {
+                    now < end && iteration < *iterations
+                }
                 Executor::SharedIterations { iterations, .. } => {
                     now < end && share.counters.taken.fetch_add(1, Relaxed) < *iterations
                 }
@@ -751,14 +779,24 @@ impl Worker {
                 }
                 Executor::ArrivalRate { .. } => false,
             };
-            if !go || !self.iterate(&share, &mut vu, None, clock, &mut iteration).await {
+            if !go
+                || !self
+                    .iterate(&share, &mut vu, None, clock, &mut iteration)
+                    .await
+            {
                 break;
             }
         }
     }
 
     /// An arrival-rate VU: runs each due iteration it is handed until the scenario ends.
-    async fn arrival_vu(self: Rc<Self>, share: Rc<ScenarioShare>, vu: Vu, queue: Rc<Queue>, clock: Clock) {
+    async fn arrival_vu(
+        self: Rc<Self>,
+        share: Rc<ScenarioShare>,
+        vu: Vu,
+        queue: Rc<Queue>,
+        clock: Clock,
+    ) {
         let mut vu = Some(vu);
         let mut iteration = 0u64;
         loop {
@@ -772,7 +810,10 @@ impl Worker {
                 queue.idle.set(queue.idle.get() - 1);
                 continue;
             };
-            if !self.iterate(&share, &mut vu, Some(due), clock, &mut iteration).await {
+            if !self
+                .iterate(&share, &mut vu, Some(due), clock, &mut iteration)
+                .await
+            {
                 break;
             }
         }
@@ -788,9 +829,7 @@ impl Worker {
         clock: Clock,
     ) {
         let Executor::ArrivalRate {
-            start_rate,
-            stages,
-            ..
+            start_rate, stages, ..
         } = &share.spec.executor
         else {
             return;

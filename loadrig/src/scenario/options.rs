@@ -299,7 +299,11 @@ pub fn duration(v: &Value, what: &str) -> anyhow::Result<Duration> {
 
 fn count(v: &Value, what: &str) -> anyhow::Result<u64> {
     v.as_u64()
-        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        })
         .with_context(|| format!("`{what}`: {v} is not a whole number"))
 }
 
@@ -387,7 +391,9 @@ impl Options {
             };
             let duration_v = match overrides.duration {
                 Some(d) => Some(d),
-                None => get("duration").map(|v| duration(v, "duration")).transpose()?,
+                None => get("duration")
+                    .map(|v| duration(v, "duration"))
+                    .transpose()?,
             };
             let iterations = match overrides.iterations {
                 Some(i) => Some(i),
@@ -455,7 +461,9 @@ impl Options {
                                     format!("threshold on `{metric}` has no `threshold` string")
                                 })?
                                 .to_owned(),
-                            o.get("abortOnFail").and_then(Value::as_bool).unwrap_or(false),
+                            o.get("abortOnFail")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
                         ),
                         other => bail!("threshold on `{metric}`: {other} is not an expression"),
                     };
@@ -589,7 +597,9 @@ fn scenario(
                         target: per_second(rate),
                     }],
                     pre_allocated: pre,
-                    max_vus: field("maxVUs").map_or(Ok(pre), |v| count(v, "maxVUs"))?.max(pre),
+                    max_vus: field("maxVUs")
+                        .map_or(Ok(pre), |v| count(v, "maxVUs"))?
+                        .max(pre),
                     constant: true,
                 },
             )
@@ -615,7 +625,9 @@ fn scenario(
                         })
                         .collect(),
                     pre_allocated: pre,
-                    max_vus: field("maxVUs").map_or(Ok(pre), |v| count(v, "maxVUs"))?.max(pre),
+                    max_vus: field("maxVUs")
+                        .map_or(Ok(pre), |v| count(v, "maxVUs"))?
+                        .max(pre),
                     constant: false,
                 },
             )
@@ -684,7 +696,10 @@ mod tests {
         assert_eq!(o.scenarios[0].executor.name(), "shared-iterations");
         let o = parse(r#"{"stages": [{"duration": "1s", "target": 4}]}"#).unwrap();
         assert_eq!(o.scenarios[0].executor.max_vus(), 4);
-        assert_eq!(o.scenarios[0].executor.vus_at(Duration::from_millis(500)), 3);
+        assert_eq!(
+            o.scenarios[0].executor.vus_at(Duration::from_millis(500)),
+            3
+        );
         let o = parse("{}").unwrap();
         assert_eq!(
             o.scenarios[0].executor,
@@ -756,8 +771,10 @@ mod tests {
                 .contains("`duration` is required")
         );
         assert!(
-            err(r#"{"scenarios": {"x": {"executor": "constant-vus", "duration": "1s", "rate": 3}}}"#)
-                .contains("option `rate` does not apply")
+            err(
+                r#"{"scenarios": {"x": {"executor": "constant-vus", "duration": "1s", "rate": 3}}}"#
+            )
+            .contains("option `rate` does not apply")
         );
         assert!(err(r#"{"duration": "soon"}"#).contains("not a duration"));
     }

@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::client::{Clock, Client};
+use super::client::{Client, Clock};
 use crate::record::Results;
 use crate::summary::MetricType;
 
@@ -26,8 +26,8 @@ mod bindings {
 }
 
 pub use bindings::VuPre;
-use bindings::loadrig::scenario::host::{self, MetricKind};
 pub use bindings::loadrig::scenario::host::VuContext;
+use bindings::loadrig::scenario::host::{self, MetricKind};
 
 /// A VU's linear memory may grow to this (a VU that allocates past it gets an allocation
 /// failure inside, which fails its iteration, never the run).
@@ -131,10 +131,8 @@ impl host::Host for VuState {
         if !value.is_finite() {
             return Ok(Err(format!("metric `{metric}`: {value} is not a number")));
         }
-        let builtin = matches!(
-            crate::summary::metric_type(&metric),
-            Some(_) if metric != "checks"
-        ) || RESERVED.contains(&metric.as_str());
+        let builtin =
+            crate::summary::metric_type(&metric).is_some() || RESERVED.contains(&metric.as_str());
         if builtin {
             return Ok(Err(format!(
                 "`{metric}` is one of loadrig's built-in metrics; give yours another name"
@@ -161,7 +159,10 @@ impl host::Host for VuState {
     fn group_enter(&mut self, name: String) -> wasmtime::Result<()> {
         let path = format!("{}::{name}", self.client.group);
         self.results().metrics.group(&path);
-        self.groups.push((std::mem::replace(&mut self.client.group, path), Instant::now()));
+        self.groups.push((
+            std::mem::replace(&mut self.client.group, path),
+            Instant::now(),
+        ));
         Ok(())
     }
 
@@ -216,6 +217,8 @@ impl host::Host for VuState {
 
 /// Names a scenario may not give its own metrics (k6's built-in ones).
 const RESERVED: &[&str] = &[
+    "checks",
+    "iteration_errors",
     "iterations",
     "iteration_duration",
     "group_duration",
