@@ -93,14 +93,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<Verdict> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let path = Path::new(&args.url);
-    if args.url.ends_with(".js") {
-        return Err(ScenarioError::Script(format!(
-            "`{}`: k6 JavaScript scripts are not supported by this loadrig yet; a scenario is a component exporting `loadrig:scenario/vu` (loadrig/wit/scenario.wit, example in examples/scenarios/rust)",
-            args.url
-        ))
-        .into());
-    }
-    let loaded = scenario::load(path)?;
+    let loaded = if args.url.ends_with(".js") {
+        let snapshot = scenario::js::build(path, &env)?;
+        scenario::load_bytes(&snapshot, &args.url)?
+    } else {
+        scenario::load(path)?
+    };
     let settings = Settings {
         overrides,
         share,

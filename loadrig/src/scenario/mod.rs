@@ -11,6 +11,7 @@
 //! ```
 
 pub mod client;
+pub mod js;
 pub mod options;
 pub mod vu;
 
@@ -224,10 +225,10 @@ fn context(vu: u32, scenario: &str, iteration: u64, in_scenario: u64) -> vu::VuC
 }
 
 /// The epoch ticker: one thread per run.
-struct Ticker(Arc<std::sync::atomic::AtomicBool>);
+pub(crate) struct Ticker(Arc<std::sync::atomic::AtomicBool>);
 
 impl Ticker {
-    fn start(engine: &Engine) -> Ticker {
+    pub(crate) fn start(engine: &Engine) -> Ticker {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (engine, flag) = (engine.clone(), stop.clone());
         std::thread::Builder::new()

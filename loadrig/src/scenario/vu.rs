@@ -97,6 +97,34 @@ impl WasiHttpView for VuState {
 }
 
 impl VuState {
+    /// The state of the instance a JavaScript script's init code runs in, before Wizer
+    /// snapshots it: WASI as the caller built it, nothing recorded.
+    pub fn for_init(wasi: WasiCtx) -> VuState {
+        VuState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            client: Client::new(Default::default(), Clock::new(), Vec::new()),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(VU_MEMORY_LIMIT)
+                .table_elements(1 << 20)
+                .build(),
+            context: VuContext {
+                vu: 0,
+                iteration: 0,
+                scenario: String::new(),
+                iteration_in_scenario: 0,
+            },
+            groups: Vec::new(),
+            abort: Arc::new(Abort::default()),
+        }
+    }
+
+    /// Enforces the VU memory limit on `store`.
+    pub fn limit(store: &mut Store<VuState>) {
+        store.limiter(|s| &mut s.limits);
+    }
+
     fn results(&self) -> std::sync::MutexGuard<'_, Results> {
         self.client.results.lock().expect("results lock")
     }

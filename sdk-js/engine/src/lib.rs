@@ -11,6 +11,10 @@
 //! initializing would be baked into the snapshot and be stale at request time, so every
 //! stream here is opened, used and dropped within one call.
 
+// Built with the `k6` feature this is loadrig's JavaScript VU (`k6.rs`) instead of an edge
+// app: the proxy-only parts below are then unused.
+#![cfg_attr(feature = "k6", allow(dead_code, unused_imports))]
+
 use rquickjs::function::Opt;
 use rquickjs::loader::{FileResolver, ImportAttributes, Loader, Resolver, ScriptLoader};
 use rquickjs::{
@@ -24,8 +28,11 @@ use wasip2::http::types::{
 };
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
+#[cfg(feature = "k6")]
+mod k6;
 mod outbound;
 
+#[cfg(not(feature = "k6"))]
 wit_bindgen::generate!({
     inline: "package edge:js; world init { export wizer-initialize: func(); }",
 });
@@ -75,6 +82,7 @@ impl Exchange {
 
 struct Init;
 
+#[cfg(not(feature = "k6"))]
 impl Guest for Init {
     fn wizer_initialize() {
         // A built app keeps this export (Wizer's component output needs it), and servers
@@ -95,6 +103,7 @@ impl Guest for Init {
     }
 }
 
+#[cfg(not(feature = "k6"))]
 export!(Init);
 
 impl Engine {
@@ -548,6 +557,7 @@ fn method_name(method: Method) -> String {
 
 struct Proxy;
 
+#[cfg(not(feature = "k6"))]
 impl wasip2::exports::http::incoming_handler::Guest for Proxy {
     fn handle(request: IncomingRequest, outparam: ResponseOutparam) {
         let method = method_name(request.method());
@@ -590,4 +600,5 @@ impl wasip2::exports::http::incoming_handler::Guest for Proxy {
     }
 }
 
+#[cfg(not(feature = "k6"))]
 wasip2::http::proxy::export!(Proxy with_types_in wasip2);

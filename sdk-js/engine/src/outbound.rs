@@ -26,7 +26,7 @@ pub fn native_fetch<'js>(
     let body = body
         .0
         .map(|b| unsafe { b.as_bytes() }.unwrap_or_default().to_vec());
-    let (status, headers, body) = send(method, scheme, authority, path, &headers, body)
+    let (status, headers, body) = send(method, scheme, authority, path, &headers, body, None)
         .map_err(|message| Exception::throw_type(&ctx, &format!("fetch failed: {message}")))?;
     let result = Object::new(ctx.clone())?;
     result.set("status", status)?;
@@ -40,15 +40,19 @@ pub fn native_fetch<'js>(
     Ok(result)
 }
 
-type Reply = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
+/// Status, headers and body of a response.
+pub(crate) type Reply = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
 
-fn send(
+/// Sends one request and reads the whole response; `timeout_ns` bounds the wait for the
+/// response's first byte.
+pub(crate) fn send(
     method: String,
     scheme: String,
     authority: String,
     path: String,
     headers: &[String],
     body: Option<Vec<u8>>,
+    timeout_ns: Option<u64>,
 ) -> Result<Reply, String> {
     let request = OutgoingRequest::new(fields_from_flat(headers)?);
     let method = match method.as_str() {
@@ -81,7 +85,12 @@ fn send(
         .set_path_with_query(Some(&path))
         .map_err(|()| format!("invalid path `{path}`"))?;
     let outgoing_body = request.body().expect("a new request's body is available");
-    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    let options = timeout_ns.map(|ns| {
+        let o = wasip2::http::types::RequestOptions::new();
+        let _ = o.set_first_byte_timeout(Some(ns));
+        o
+    });
+    let pending = outgoing_handler::handle(request, options).map_err(|e| format!("{e:?}"))?;
     {
         let stream = outgoing_body
             .write()

@@ -1,0 +1,560 @@
+// edge:k6.js — k6's JavaScript API for loadrig's virtual users, on QuickJS-NG, web.js
+// and a few native functions (`__k6native`, see engine/src/k6.rs).
+//
+// Evaluated once, when loadrig builds a script's snapshot, before the script's module;
+// Wizer snapshots the result, so nothing here is parsed per VU or per iteration. Evaluates
+// to the object the engine calls: `modules` (what `import … from "k6/…"` gets), and the
+// lifecycle hooks `options`, `setup`, `iteration`, `teardown`, `handleSummary`.
+(() => {
+  const n = globalThis.__k6native;
+  delete globalThis.__k6native;
+
+  const flatTags = (tags) => {
+    const out = [];
+    if (tags && typeof tags === "object") for (const [k, v] of Object.entries(tags)) out.push(String(k), String(v));
+    return out;
+  };
+  const bytesOf = (data) => {
+    if (data == null) return new Uint8Array(0);
+    if (typeof data === "string") return new TextEncoder().encode(data);
+    if (data instanceof Uint8Array) return data;
+    if (data instanceof ArrayBuffer) return new Uint8Array(data);
+    if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return new TextEncoder().encode(String(data));
+  };
+  const arrayBufferOf = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+
+  let initDone = false;
+
+  // ------------------------------------------------------------------------ context
+
+  const ctx = () => n.context();
+  for (const [name, get] of Object.entries({
+    __VU: () => ctx().vu,
+    __ITER: () => ctx().iteration,
+  }))
+    Object.defineProperty(globalThis, name, { get, configurable: true });
+  const ENV = {};
+  const refreshEnv = () => {
+    for (const k of Object.keys(ENV)) delete ENV[k];
+    Object.assign(ENV, n.env());
+  };
+  refreshEnv();
+  Object.defineProperty(globalThis, "__ENV", { value: ENV, writable: true, configurable: true });
+
+  // --------------------------------------------------------------------------- k6
+
+  function check(value, sets, tags) {
+    let all = true;
+    for (const [name, test] of Object.entries(sets || {})) {
+      let ok;
+      try {
+        ok = typeof test === "function" ? !!test(value) : !!test;
+      } catch (e) {
+        console.error(`check "${name}" threw: ${e}`);
+        ok = false;
+      }
+      n.check(name, ok, flatTags(tags));
+      all = all && ok;
+    }
+    return all;
+  }
+
+  function group(name, fn) {
+    n.groupEnter(String(name));
+    let leave = true;
+    try {
+      const r = fn();
+      if (r && typeof r.then === "function") {
+        leave = false;
+        return r.finally(() => n.groupLeave());
+      }
+      return r;
+    } finally {
+      if (leave) n.groupLeave();
+    }
+  }
+
+  function sleep(seconds) {
+    n.sleep(Number(seconds) || 0);
+  }
+
+  function fail(message) {
+    throw new Error(message === undefined ? "fail() called" : String(message));
+  }
+
+  const k6 = { check, group, sleep, fail, randomSeed: () => {} };
+
+  // ----------------------------------------------------------------------- metrics
+
+  class Metric {
+    constructor(name, kind, isTime) {
+      if (initDone) throw new Error("metrics must be declared in the init context (top-level code)");
+      this.name = String(name);
+      this._kind = kind;
+      this._time = !!isTime;
+    }
+    add(value, tags) {
+      const v = this._kind === "rate" ? (value ? 1 : 0) : Number(value);
+      const err = n.add(this.name, this._kind, this._time, v, flatTags(tags));
+      if (err) throw new Error(err);
+    }
+  }
+  class Counter extends Metric {
+    constructor(name) {
+      super(name, "counter", false);
+    }
+  }
+  class Gauge extends Metric {
+    constructor(name, isTime) {
+      super(name, "gauge", isTime);
+    }
+  }
+  class Rate extends Metric {
+    constructor(name) {
+      super(name, "rate", false);
+    }
+  }
+  class Trend extends Metric {
+    constructor(name, isTime) {
+      super(name, "trend", isTime);
+    }
+  }
+
+  // ------------------------------------------------------------------------ http
+
+  const canonical = (name) => name.toLowerCase().replace(/(^|-)([a-z])/g, (_, d, c) => d + c.toUpperCase());
+  const jar = new Map(); // host → Map(name → value): the VU's cookies, kept across iterations.
+
+  const formEncode = (obj) =>
+    Object.entries(obj)
+      .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v == null ? "" : String(v))}`)
+      .join("&");
+
+  function parseSetCookie(host, value, cookies) {
+    const [pair, ...attrs] = value.split(";");
+    const eq = pair.indexOf("=");
+    if (eq < 0) return;
+    const name = pair.slice(0, eq).trim();
+    const val = pair.slice(eq + 1).trim();
+    let domain = host;
+    let expired = false;
+    for (const a of attrs) {
+      const [k, v = ""] = a.trim().split("=");
+      const key = k.toLowerCase();
+      if (key === "domain" && v) domain = v.replace(/^\./, "").toLowerCase();
+      if (key === "max-age" && Number(v) <= 0) expired = true;
+    }
+    if (!jar.has(domain)) jar.set(domain, new Map());
+    if (expired) jar.get(domain).delete(name);
+    else jar.get(domain).set(name, val);
+    (cookies[name] ||= []).push({ name, value: val, domain });
+  }
+
+  function cookieHeader(host) {
+    const parts = [];
+    for (const [domain, cookies] of jar)
+      if (host === domain || host.endsWith(`.${domain}`)) for (const [k, v] of cookies) parts.push(`${k}=${v}`);
+    return parts.join("; ");
+  }
+
+  // The k6 error codes loadrig produces (k6 documents the full list).
+  const errorCode = (message) => {
+    if (/ConnectionRefused/.test(message)) return 1212;
+    if (/Timeout/.test(message)) return 1050;
+    if (/DestinationNotFound|DNS/.test(message)) return 1100;
+    if (/ConnectionTerminated|reset/i.test(message)) return 1220;
+    return 1000;
+  };
+
+  class Response {
+    constructor(fields) {
+      Object.assign(this, fields);
+    }
+    json(selector) {
+      if (typeof this.body !== "string") throw new Error("the body is not text (responseType is not \"text\")");
+      let v = JSON.parse(this.body);
+      if (selector !== undefined) {
+        for (const part of String(selector).split(".")) {
+          if (v == null) return undefined;
+          const m = /^(.*)\[(\d+)\]$/.exec(part);
+          v = m ? (m[1] ? v[m[1]] : v)?.[Number(m[2])] : v[part];
+        }
+      }
+      return v;
+    }
+  }
+
+  function request(method, url, body, params) {
+    method = String(method).toUpperCase();
+    params = params || {};
+    let href = typeof url === "object" && url !== null && url.url ? url.url : String(url);
+    const tags = Object.assign({}, params.tags || {});
+    if (typeof url === "object" && url !== null && url.name && !tags.name) tags.name = url.name;
+    const maxRedirects = params.redirects ?? options.maxRedirects ?? 10;
+    const responseType = params.responseType || (options.discardResponseBodies ? "none" : "text");
+    let timeout = params.timeout ?? 60000;
+    if (typeof timeout === "string") timeout = parseDuration(timeout);
+    let headers = {};
+    for (const [k, v] of Object.entries(params.headers || {})) headers[k] = String(v);
+    const has = (name) => Object.keys(headers).some((k) => k.toLowerCase() === name);
+    let payload = null;
+    if (body != null && !(typeof body === "string") && !(body instanceof ArrayBuffer) && !ArrayBuffer.isView(body)) {
+      payload = formEncode(body);
+      if (!has("content-type")) headers["Content-Type"] = "application/x-www-form-urlencoded";
+    } else if (body != null) {
+      payload = body;
+    }
+    if (options.userAgent !== undefined && !has("user-agent")) headers["User-Agent"] = String(options.userAgent);
+    else if (!has("user-agent")) headers["User-Agent"] = "loadrig (k6 compatible)";
+    let redirects = 0;
+    const cookies = {};
+    for (;;) {
+      const u = new URL(href);
+      const flat = [];
+      for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() !== "cookie") flat.push(k, v);
+      const fromJar = cookieHeader(u.hostname);
+      const own = Object.entries(headers).find(([k]) => k.toLowerCase() === "cookie");
+      const cookie = [own && own[1], fromJar].filter(Boolean).join("; ");
+      if (cookie) flat.push("Cookie", cookie);
+      for (const [k, v] of Object.entries(params.cookies || {})) flat.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
+      const sent = payload == null ? undefined : bytesOf(payload);
+      const r = n.http({
+        method, scheme: u.protocol.slice(0, -1), authority: u.host, path: u.pathname + u.search,
+        headers: flat, body: sent, tags: flatTags(tags), timeout: Number(timeout),
+      });
+      if (r.error) {
+        return new Response({
+          status: 0, status_text: "", body: null, headers: {}, cookies, url: href, proto: "", error: r.error,
+          error_code: errorCode(r.error), timings: { blocked: 0, connecting: 0, tls_handshaking: 0, sending: 0, waiting: 0, receiving: 0, duration: 0 },
+          request: { method, url: href, headers, body: payload ?? "" },
+        });
+      }
+      const out = {};
+      for (let i = 0; i < r.headers.length; i += 2) {
+        const name = canonical(r.headers[i]);
+        const value = r.headers[i + 1];
+        if (name === "Set-Cookie") parseSetCookie(u.hostname, value, cookies);
+        out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+      }
+      const location = out.Location;
+      if ([301, 302, 303, 307, 308].includes(r.status) && location && redirects < maxRedirects) {
+        redirects++;
+        href = new URL(location, href).href;
+        if (r.status === 303 || ((r.status === 301 || r.status === 302) && method === "POST")) {
+          method = "GET";
+          payload = null;
+        }
+        continue;
+      }
+      let responseBody = null;
+      if (responseType === "text") responseBody = new TextDecoder().decode(r.body);
+      else if (responseType === "binary") responseBody = arrayBufferOf(r.body);
+      return new Response({
+        status: r.status, status_text: `${r.status}`, body: responseBody, headers: out, cookies, url: href,
+        proto: "HTTP/1.1", error: "", error_code: 0, timings: r.timings,
+        request: { method, url: href, headers, body: payload ?? "" },
+      });
+    }
+  }
+
+  const parseDuration = (s) => {
+    let ms = 0;
+    const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+    let m;
+    while ((m = re.exec(s))) ms += Number(m[1]) * { ms: 1, s: 1000, m: 60000, h: 3600000 }[m[2]];
+    return ms || Number(s) || 60000;
+  };
+
+  const http = {
+    request,
+    get: (url, params) => request("GET", url, null, params),
+    head: (url, params) => request("HEAD", url, null, params),
+    post: (url, body, params) => request("POST", url, body, params),
+    put: (url, body, params) => request("PUT", url, body, params),
+    patch: (url, body, params) => request("PATCH", url, body, params),
+    del: (url, body, params) => request("DELETE", url, body, params),
+    options: (url, body, params) => request("OPTIONS", url, body, params),
+    // One VU has one instance: the requests of a batch go one after the other.
+    batch(requests) {
+      const one = (r) => {
+        if (typeof r === "string") return request("GET", r, null, {});
+        if (Array.isArray(r)) return request(r[0], r[1], r[2] ?? null, r[3]);
+        return request(r.method || "GET", r.url, r.body ?? null, r.params);
+      };
+      if (Array.isArray(requests)) return requests.map(one);
+      const out = {};
+      for (const [k, r] of Object.entries(requests)) out[k] = one(r);
+      return out;
+    },
+    // http.url`https://x/items/${id}`: the URL, named by its template for tags.
+    url(strings, ...values) {
+      let url = strings[0];
+      let name = strings[0];
+      values.forEach((v, i) => {
+        url += String(v) + strings[i + 1];
+        name += "${}" + strings[i + 1];
+      });
+      return { url, name, toString: () => url };
+    },
+    cookieJar: () => ({ cookiesForURL: (u) => Object.fromEntries([...(jar.get(new URL(u).hostname) || [])].map(([k, v]) => [k, [v]])) }),
+    expectedStatuses: () => ({}),
+    setResponseCallback: () => {},
+  };
+
+  // ---------------------------------------------------------------------- encoding
+
+  const toBinaryString = (bytes) => {
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return s;
+  };
+  const b64encode = (input, variant = "std") => {
+    let s = btoa(toBinaryString(bytesOf(input)));
+    if (variant === "url" || variant === "rawurl") s = s.replace(/\+/g, "-").replace(/\//g, "_");
+    if (variant === "rawstd" || variant === "rawurl") s = s.replace(/=+$/, "");
+    return s;
+  };
+  const b64decode = (input, variant = "std", format) => {
+    let s = String(input).replace(/-/g, "+").replace(/_/g, "/");
+    while (s.length % 4) s += "=";
+    const bin = atob(s);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return format === "s" ? new TextDecoder().decode(bytes) : arrayBufferOf(bytes);
+  };
+  const encoding = { b64encode, b64decode };
+
+  // ------------------------------------------------------------------------ crypto
+
+  const encodeDigest = (bytes, enc) => {
+    if (enc === "hex") return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+    if (enc === "base64") return b64encode(bytes, "std");
+    if (enc === "base64url") return b64encode(bytes, "url");
+    if (enc === "base64rawurl") return b64encode(bytes, "rawurl");
+    if (enc === "binary") return arrayBufferOf(bytes);
+    throw new Error(`unsupported output encoding ${enc}`);
+  };
+  const ALGOS = ["md5", "sha1", "sha256", "sha384", "sha512", "sha512_224", "sha512_256"];
+  const algo = (a) => {
+    const name = String(a).toLowerCase().replace("-", "");
+    if (!ALGOS.includes(name)) throw new Error(`unknown hash algorithm ${a}`);
+    return name;
+  };
+  const hasher = (a, key) => {
+    const name = algo(a);
+    const chunks = [];
+    return {
+      update(data) {
+        chunks.push(bytesOf(data));
+        return this;
+      },
+      digest(enc = "binary") {
+        const total = chunks.reduce((s, c) => s + c.length, 0);
+        const all = new Uint8Array(total);
+        let at = 0;
+        for (const c of chunks) {
+          all.set(c, at);
+          at += c.length;
+        }
+        return encodeDigest(key === undefined ? n.digest(name, all) : n.hmac(name, bytesOf(key), all), enc);
+      },
+    };
+  };
+  const crypto6 = {
+    createHash: (a) => hasher(a),
+    createHMAC: (a, key) => hasher(a, key),
+    hmac: (a, key, data, enc) => hasher(a, key).update(data).digest(enc),
+    randomBytes: (size) => arrayBufferOf(crypto.getRandomValues(new Uint8Array(size))),
+  };
+  for (const name of ALGOS)
+    crypto6[name] = (data, enc) => hasher(name).update(data).digest(enc);
+
+  // -------------------------------------------------------------------- k6/data
+
+  class SharedArray {
+    constructor(name, fn) {
+      if (initDone) throw new Error("SharedArray must be made in the init context (top-level code)");
+      if (typeof fn !== "function") throw new TypeError("SharedArray needs a function that returns an array");
+      const data = fn();
+      if (!Array.isArray(data)) throw new TypeError(`SharedArray ${name}: the function must return an array`);
+      // In the snapshot, shared by every VU's copy-on-write memory: frozen, as k6's.
+      const deepFreeze = (v) => {
+        if (v && typeof v === "object") {
+          Object.freeze(v);
+          for (const x of Object.values(v)) deepFreeze(x);
+        }
+        return v;
+      };
+      return deepFreeze(data);
+    }
+  }
+
+  // ---------------------------------------------------------------- k6/execution
+
+  const exec = {
+    get vu() {
+      const c = ctx();
+      return { idInTest: c.vu, idInInstance: c.vu, iterationInInstance: c.iteration, iterationInScenario: c.iteration, tags: {}, metrics: { tags: {} } };
+    },
+    get scenario() {
+      const c = ctx();
+      return { name: c.scenario, iterationInTest: c.iterationInScenario, iterationInInstance: c.iterationInScenario, executor: "", startTime: 0, progress: 0 };
+    },
+    get instance() {
+      return { vusActive: 0, vusInitialized: 0, iterationsCompleted: 0, iterationsInterrupted: 0, currentTestRunDuration: 0 };
+    },
+    test: {
+      abort(reason) {
+        n.abort(reason === undefined ? "test.abort() called" : String(reason));
+        throw new Error(`test aborted: ${reason ?? ""}`);
+      },
+      get options() {
+        return options;
+      },
+    },
+  };
+
+  // ----------------------------------------------------------- jslib stand-ins
+
+  // https://jslib.k6.io/k6-summary/…: textSummary and jUnit, offline.
+  const fmt = (v, time) => (time ? `${v < 1 ? (v * 1000).toFixed(2) + "µs" : v < 1000 ? v.toFixed(2) + "ms" : (v / 1000).toFixed(2) + "s"}` : Number.isInteger(v) ? String(v) : v.toFixed(4));
+  function textSummary(data, opts = {}) {
+    const indent = opts.indent ?? " ";
+    const lines = [];
+    const walk = (g, depth) => {
+      const pad = indent.repeat(depth + 1);
+      if (g.name) lines.push(`${pad}█ ${g.name}`);
+      for (const c of g.checks || []) lines.push(`${pad}  ${c.fails === 0 ? "✓" : "✗"} ${c.name}`);
+      for (const sub of g.groups || []) walk(sub, depth + 1);
+    };
+    walk(data.root_group || {}, 0);
+    lines.push("");
+    const names = Object.keys(data.metrics || {}).sort();
+    const width = Math.max(0, ...names.map((x) => x.length)) + 3;
+    for (const name of names) {
+      const m = data.metrics[name];
+      const v = m.values || {};
+      const time = m.contains === "time";
+      let text;
+      if (m.type === "trend") text = ["avg", "min", "med", "max", "p(90)", "p(95)"].map((k) => `${k}=${fmt(v[k] ?? 0, time)}`).join(" ");
+      else if (m.type === "rate") text = `${((v.rate ?? 0) * 100).toFixed(2)}% ✓ ${v.passes ?? 0} ✗ ${v.fails ?? 0}`;
+      else if (m.type === "counter") text = `${fmt(v.count ?? 0)} ${fmt(v.rate ?? 0)}/s`;
+      else text = `${fmt(v.value ?? 0, time)} min=${fmt(v.min ?? 0, time)} max=${fmt(v.max ?? 0, time)}`;
+      const th = m.thresholds ? Object.values(m.thresholds).every((t) => t.ok) ? "✓ " : "✗ " : "  ";
+      lines.push(`${indent}${th}${(name + ".".repeat(width)).slice(0, width)}: ${text}`);
+    }
+    return lines.join("\n") + "\n";
+  }
+  function jUnit(data) {
+    const cases = [];
+    for (const [name, m] of Object.entries(data.metrics || {}))
+      for (const [expr, t] of Object.entries(m.thresholds || {}))
+        cases.push(`<testcase name="${name} - ${expr.replace(/[<>&"]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[c])}">${t.ok ? "" : "<failure/>"}</testcase>`);
+    return `<?xml version="1.0"?>\n<testsuites><testsuite name="k6 thresholds" tests="${cases.length}">${cases.join("")}</testsuite></testsuites>\n`;
+  }
+  // https://jslib.k6.io/k6-utils/…
+  const utils = {
+    randomIntBetween: (min, max) => Math.floor(Math.random() * (max - min + 1) + min),
+    randomItem: (items) => items[Math.floor(Math.random() * items.length)],
+    randomString: (length, chars = "abcdefghijklmnopqrstuvwxyz") => Array.from({ length }, () => chars[Math.floor(Math.random() * chars.length)]).join(""),
+    uuidv4: () => crypto.randomUUID(),
+    findBetween: (content, left, right) => {
+      const start = content.indexOf(left);
+      if (start < 0) return "";
+      const end = content.indexOf(right, start + left.length);
+      return end < 0 ? "" : content.slice(start + left.length, end);
+    },
+    normalDistributionStages: () => [],
+  };
+
+  // --------------------------------------------------------------------- open()
+
+  Object.defineProperty(globalThis, "open", {
+    value: (path, mode) => {
+      if (initDone) throw new Error("open() is only available in the init context (top-level code)");
+      const bytes = n.readFile(String(path));
+      return mode === "b" ? arrayBufferOf(bytes) : new TextDecoder().decode(bytes);
+    },
+    writable: true,
+    configurable: true,
+  });
+
+  // ---------------------------------------------------------------- lifecycle
+
+  let options = {};
+  let mod = {};
+  let lastData;
+  let parsed;
+  const dataOf = (json) => {
+    if (json !== lastData) {
+      lastData = json;
+      parsed = json === "" ? undefined : JSON.parse(json);
+    }
+    return parsed;
+  };
+
+  const modules = {
+    k6: Object.assign({ default: k6 }, k6),
+    "k6/http": Object.assign({ default: http }, http),
+    "k6/metrics": { Counter, Gauge, Rate, Trend },
+    "k6/encoding": Object.assign({ default: encoding }, encoding),
+    "k6/crypto": Object.assign({ default: crypto6 }, crypto6),
+    "k6/data": { SharedArray },
+    "k6/execution": { default: exec },
+    "k6/timers": { setTimeout, clearTimeout, setInterval, clearInterval },
+    "jslib:k6-summary": { textSummary, jUnit },
+    "jslib:k6-utils": utils,
+  };
+
+  Object.defineProperty(globalThis, "__k6mods", { value: modules, configurable: true });
+
+  return {
+    modules,
+    // The source of a built-in module: re-exports of `modules[name]`.
+    moduleSource(name) {
+      const m = modules[name];
+      if (!m) return null;
+      const key = JSON.stringify(name);
+      let src = "default" in m ? `export default globalThis.__k6mods[${key}].default;\n` : "";
+      for (const k of Object.keys(m)) if (k !== "default") src += `export const ${k} = globalThis.__k6mods[${key}].${k};\n`;
+      return src;
+    },
+    // After the script's module ran: keep its exports and options, close the init context.
+    setModule(ns) {
+      mod = ns;
+      options = ns.options || {};
+      initDone = true;
+      return JSON.stringify(options);
+    },
+    setup() {
+      refreshEnv();
+      if (typeof mod.setup !== "function") return "null";
+      const r = mod.setup();
+      const done = (v) => (v === undefined ? "null" : JSON.stringify(v));
+      return r && typeof r.then === "function" ? r.then(done) : done(r);
+    },
+    iteration(name, data) {
+      refreshEnv();
+      const fn = mod[name];
+      if (typeof fn !== "function")
+        throw new Error(name === "default" ? "the script has no default export (export default function () { … })" : `the script exports no function \`${name}\` (a scenario's exec)`);
+      return fn(dataOf(data));
+    },
+    teardown(data) {
+      refreshEnv();
+      if (typeof mod.teardown === "function") return mod.teardown(dataOf(data));
+    },
+    handleSummary(summary) {
+      if (typeof mod.handleSummary !== "function") return null;
+      const toFiles = (out) => {
+        const files = [];
+        for (const [name, content] of Object.entries(out || {}))
+          files.push(name, typeof content === "string" ? new TextEncoder().encode(content) : bytesOf(content));
+        return files;
+      };
+      const r = mod.handleSummary(JSON.parse(summary));
+      return r && typeof r.then === "function" ? r.then(toFiles) : toFiles(r);
+    },
+  };
+})();
