@@ -525,6 +525,15 @@
       mod = ns;
       options = ns.options || {};
       initDone = true;
+      // As k6: every function a scenario runs must exist before the test starts.
+      const scenarios = Object.entries(options.scenarios || { default: {} });
+      for (const [name, s] of scenarios) {
+        const fn = (s && s.exec) || "default";
+        if (typeof ns[fn] !== "function")
+          throw new Error(fn === "default"
+            ? "the script has no default export: write `export default function () { … }`, or give each scenario an `exec`"
+            : `scenario \`${name}\` runs \`${fn}\`, which the script does not export as a function`);
+      }
       return JSON.stringify(options);
     },
     setup() {

@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 mod compare;
+mod k6;
 mod scenario;
 
 /// When the hello server stops answering: from `STALL_AFTER` after its first request, for

@@ -44,7 +44,7 @@ fn scenario() -> &'static str {
 }
 
 /// `native --app api` on a free port, for the whole test binary.
-fn api() -> String {
+pub(super) fn api() -> String {
     static URL: OnceLock<(Server, String)> = OnceLock::new();
     URL.get_or_init(|| {
         cargo_build(root(), &["-p", "edge-native"]);

@@ -331,6 +331,7 @@ pub fn run(
         first_vu += spec.executor.max_vus() as u32;
     }
     let active = Arc::new(AtomicU64::new(0));
+    let active_peak = Arc::new(AtomicU64::new(0));
     let iterations = Arc::new(AtomicU64::new(0));
     let interrupted = Arc::new(AtomicU64::new(0));
     let initialized = Arc::new(AtomicU64::new(0));
@@ -351,6 +352,7 @@ pub fn run(
             data: data.clone(),
             results,
             active: active.clone(),
+            active_peak: active_peak.clone(),
             iterations: iterations.clone(),
             interrupted: interrupted.clone(),
             initialized: initialized.clone(),
@@ -420,6 +422,9 @@ pub fn run(
     results.elapsed = start.elapsed();
     results.cpu = crate::drive::cpu_time().saturating_sub(cpu_before);
     results.cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    // k6 samples `vus` each second; the peak between samples is kept exactly.
+    vus_gauge.add(active_peak.load(Relaxed) as f64);
+    vus_gauge.add(active.load(Relaxed) as f64);
     results.metrics.metrics.insert("vus".into(), vus_gauge);
     let mut vus_max = crate::metrics::Metric::new(MetricType::Gauge, false);
     vus_max.add(initialized.load(Relaxed) as f64);
@@ -518,6 +523,8 @@ struct Worker {
     data: Arc<String>,
     results: Arc<Mutex<Results>>,
     active: Arc<AtomicU64>,
+    /// The most VUs in an iteration at once.
+    active_peak: Arc<AtomicU64>,
     iterations: Arc<AtomicU64>,
     interrupted: Arc<AtomicU64>,
     /// VUs initialized so far (k6's `vus_max`).
@@ -680,7 +687,8 @@ impl Worker {
         state.context.iteration_in_scenario = share.counters.started.fetch_add(1, Relaxed);
         *iteration += 1;
         let hard_end = clock.start + share.spec.hard_end();
-        self.active.fetch_add(1, Relaxed);
+        let now_active = self.active.fetch_add(1, Relaxed) + 1;
+        self.active_peak.fetch_max(now_active, Relaxed);
         let abort = self.abort.clone();
         let outcome = {
             let call = v
@@ -718,15 +726,16 @@ impl Worker {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
-                log_once(&format!("VU {vu_id} iteration failed: {message}"));
+                log_once(&message, &format!("VU {vu_id} iteration failed: {message}"));
                 record("iteration_errors", MetricType::Counter, false, 1.0);
             }
             Err(trap) => {
                 record("iteration_errors", MetricType::Counter, false, 1.0);
-                log_once(&format!(
-                    "VU {vu_id} trapped; it gets a fresh instance: {}",
-                    trap_text(&trap)
-                ));
+                let text = trap_text(&trap);
+                log_once(
+                    &text,
+                    &format!("VU {vu_id} trapped; it gets a fresh instance: {text}"),
+                );
                 let next = *iteration;
                 *vu = self.new_vu(share, vu_id, clock).await.ok();
                 // A replacement, not another VU.
@@ -869,7 +878,10 @@ impl Worker {
                 tokio::task::spawn_local(async move {
                     match worker.new_vu(&s, id, clock).await {
                         Ok(vu) => worker.arrival_vu(s, vu, q, clock).await,
-                        Err(e) => log_once(&format!("{e:#}")),
+                        Err(e) => {
+                            let text = format!("{e:#}");
+                            log_once(&text, &text)
+                        }
                     }
                 });
             } else {
@@ -891,12 +903,13 @@ impl Worker {
     }
 }
 
-/// Prints a message the first time it is seen (VU errors repeat every iteration).
-fn log_once(message: &str) {
+/// Prints `message` the first time `key` is seen (VU errors repeat every iteration, on
+/// every VU).
+fn log_once(key: &str, message: &str) {
     static SEEN: Mutex<Option<BTreeMap<String, u64>>> = Mutex::new(None);
     let mut seen = SEEN.lock().expect("log lock");
     let seen = seen.get_or_insert_with(BTreeMap::new);
-    let key: String = message.chars().take(500).collect();
+    let key: String = key.chars().take(500).collect();
     let n = seen.entry(key).or_default();
     *n += 1;
     if *n == 1 {

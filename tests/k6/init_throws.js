@@ -1,0 +1,3 @@
+// Init code that throws.
+const config = JSON.parse("{not json");
+export default function () {}

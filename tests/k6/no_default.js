@@ -1,0 +1,2 @@
+// No default export and no scenario naming another function.
+export function other() {}

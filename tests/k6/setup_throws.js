@@ -1,0 +1,6 @@
+// setup() fails.
+import { fail } from "k6";
+export function setup() {
+  fail("no credentials");
+}
+export default function () {}

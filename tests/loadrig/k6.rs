@@ -1,0 +1,217 @@
+//! `loadrig run script.js` end to end: k6 scripts (tests/k6, examples/scenarios) against
+//! the native stand-in API — every supported API item, the example scripts, handleSummary,
+//! and the script errors and hostile VUs k6 users hit, with k6's exit codes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::scenario::api;
+use super::{check_schema, json, loadrig, text, tmp};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn script(name: &str) -> String {
+    root().join(name).to_str().unwrap().to_owned()
+}
+
+/// Runs `script` with BASE_URL set to the stand-in API: exit code, stdout, stderr.
+fn run(name: &str, extra: &[&str]) -> (i32, String, String) {
+    let base = format!("BASE_URL={}", api());
+    let path = script(name);
+    let mut args = vec!["run", path.as_str(), "-e", base.as_str()];
+    args.extend_from_slice(extra);
+    let o = loadrig(&args);
+    let (out, err) = text(&o);
+    (o.status.code().unwrap_or(-1), out, err)
+}
+
+/// Every check of a `root_group`, with its group path.
+fn checks(group: &Value, out: &mut Vec<(String, String, u64, u64)>) {
+    for c in group["checks"].as_array().unwrap() {
+        out.push((
+            group["path"].as_str().unwrap().to_owned(),
+            c["name"].as_str().unwrap().to_owned(),
+            c["passes"].as_u64().unwrap(),
+            c["fails"].as_u64().unwrap(),
+        ));
+    }
+    for g in group["groups"].as_array().unwrap() {
+        checks(g, out);
+    }
+}
+
+#[test]
+fn every_supported_k6_api_item_behaves_as_in_k6() {
+    let dir = tmp();
+    let j = dir.path().join("api.json");
+    let (code, out, err) = run(
+        "tests/k6/api.js",
+        &["-e", "EXTRA=yes", "--json", j.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let doc = json(&j);
+    check_schema(&doc);
+    let mut all = Vec::new();
+    checks(&doc["root_group"], &mut all);
+    let failed: Vec<_> = all.iter().filter(|c| c.3 > 0 || c.2 == 0).collect();
+    assert!(
+        failed.is_empty(),
+        "checks that failed or never ran: {failed:#?}\n{out}\n{err}"
+    );
+    // Every row of the table ran: a check that silently disappears fails here.
+    assert_eq!(all.len(), 49, "checks that ran:\n{all:#?}");
+    let groups: Vec<&str> = all.iter().map(|c| c.0.as_str()).collect();
+    assert!(
+        groups.contains(&"::http") && groups.contains(&"::http::nested"),
+        "{groups:?}"
+    );
+    let m = &doc["metrics"];
+    assert_eq!(m["my_counter"]["values"]["count"], 4.0);
+    assert_eq!(m["my_counter"]["thresholds"]["count==4"]["ok"], true);
+    assert_eq!(m["my_gauge"]["values"]["max"], 2.0);
+    assert_eq!(m["my_rate"]["values"]["rate"], 0.5);
+    assert_eq!(m["my_trend"]["contains"], "time");
+    assert!((m["my_trend"]["values"]["avg"].as_f64().unwrap() - 12.5).abs() < 0.05);
+    assert_eq!(m["iterations"]["values"]["count"], 4.0);
+    assert!(
+        m["http_req_duration{name:named}"]["values"]["max"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // The stand-in API saw the VUs' requests through loadrig's client, phases and all.
+    assert!(m["http_reqs"]["values"]["count"].as_f64().unwrap() >= 4.0 * 20.0);
+    assert!(m["http_req_waiting"]["values"]["max"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_example_scripts_run_against_the_stand_in_api() {
+    for (name, extra) in [
+        ("examples/scenarios/site.js", vec!["-d", "2s", "--vus", "2"]),
+        ("examples/scenarios/api-crud.js", vec![]),
+    ] {
+        let (code, out, err) = run(name, &extra);
+        assert_eq!(code, 0, "{name}\n{out}\n{err}");
+        let failing = out
+            .lines()
+            .filter(|l| l.trim_start().starts_with('✗'))
+            .count();
+        assert!(out.contains("checks") && failing == 0, "{name}\n{out}");
+    }
+    // The open-model example, shortened: its arrival-rate scenarios keep the schedule.
+    let dir = tmp();
+    let j = dir.path().join("open.json");
+    let (code, out, err) = run(
+        "examples/scenarios/open-model.js",
+        &["--json", j.to_str().unwrap()],
+    );
+    assert!(code == 0 || code == 99, "{out}\n{err}");
+    let doc = json(&j);
+    let iterations = doc["metrics"]["iterations"]["values"]["count"]
+        .as_f64()
+        .unwrap();
+    let dropped = doc["metrics"]["dropped_iterations"]["values"]["count"]
+        .as_f64()
+        .unwrap();
+    // 200/s for 10 s, then 200→1000 in 2 s, 1000 for 3 s, 1000→0 in 2 s: 6 200 due.
+    let due = 2000.0 + 1200.0 + 3000.0 + 1000.0;
+    assert!(
+        (iterations + dropped - due).abs() <= due * 0.01,
+        "{iterations} + {dropped} of {due}\n{out}"
+    );
+}
+
+#[test]
+fn handle_summary_and_text_summary_write_the_files_they_return() {
+    let dir = tmp();
+    let file = dir.path().join("out.json");
+    let out_env = format!("OUT={}", file.display());
+    let (code, out, err) = run("tests/k6/summary.js", &["-e", &out_env]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("✓ home is 200") && out.contains("http_req_duration"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("METRICS"),
+        "loadrig's own report is replaced: {out}"
+    );
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(written["iterations"], 3.0);
+    assert_eq!(written["root"]["checks"][0]["passes"], 3);
+}
+
+#[test]
+fn script_errors_name_the_file_and_line_with_k6s_exit_codes() {
+    for (name, code, needles) in [
+        (
+            "tests/k6/syntax.js",
+            107,
+            vec!["SyntaxError", "syntax.js:4"],
+        ),
+        (
+            "tests/k6/init_throws.js",
+            107,
+            vec!["init_throws.js:2", "JSON"],
+        ),
+        ("tests/k6/no_default.js", 107, vec!["no default export"]),
+        (
+            "tests/k6/remote.js",
+            107,
+            vec![
+                "https://example.com/lib.js",
+                "remote modules are not fetched",
+            ],
+        ),
+        (
+            "tests/k6/unsupported.js",
+            107,
+            vec!["`k6/ws` is not supported"],
+        ),
+        (
+            "tests/k6/setup_throws.js",
+            108,
+            vec!["setup() failed", "no credentials", "setup_throws.js:4"],
+        ),
+        ("tests/k6/missing.js", 1, vec!["missing.js"]),
+    ] {
+        let (got, out, err) = run(name, &[]);
+        assert_eq!(got, code, "{name}\n{out}\n{err}");
+        for n in needles {
+            assert!(err.contains(n), "{name}: `{n}` missing from:\n{err}");
+        }
+    }
+}
+
+#[test]
+fn hostile_vus_are_contained_and_the_run_goes_on() {
+    let hostile = |kind: &str| {
+        let t0 = Instant::now();
+        let env = format!("HOSTILE={kind}");
+        let (code, out, err) = run("tests/k6/hostile.js", &["-e", &env]);
+        assert_eq!(code, 0, "{kind}\n{out}\n{err}");
+        (t0.elapsed(), out, err)
+    };
+    // `while (true) {}` is interrupted at the end of maxDuration + gracefulStop.
+    let (took, _, err) = hostile("spin");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(err.contains("2 iteration(s) were interrupted"), "{err}");
+    // An exception fails its iteration, logged once however many VUs and iterations.
+    let (_, out, err) = hostile("throw");
+    assert_eq!(err.matches("iteration went wrong").count(), 1, "{err}");
+    assert!(
+        out.contains("iteration_errors") && out.contains("iterations............: 6"),
+        "{out}"
+    );
+    // A memory bomb is QuickJS's out-of-memory inside the VU, not the machine's.
+    let (_, _, err) = hostile("memory");
+    assert!(err.contains("out of memory"), "{err}");
+    // Unbounded recursion exhausts the wasm stack: a trap, and a fresh instance.
+    let (_, out, err) = hostile("recursion");
+    assert!(err.contains("trapped; it gets a fresh instance"), "{err}");
+    assert!(out.contains("iterations............: 6"), "{out}");
+}
