@@ -274,3 +274,51 @@ fn examples_answer_identically_natively_and_on_edge() {
         }
     }
 }
+
+#[test]
+fn compare_runs_a_script_against_both_sides() {
+    let dir = tmp();
+    let j = dir.path().join("script.json");
+    let script = root().join("tests/k6/compare.js");
+    let o = loadrig(&[
+        "compare",
+        "native",
+        "wasm",
+        "--app",
+        "site",
+        "--script",
+        script.to_str().unwrap(),
+        "--rounds",
+        "2",
+        "--no-pin",
+        "--repo",
+        root().to_str().unwrap(),
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("iterations rate") && stdout.contains("checks rate"),
+        "{stdout}"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+    let mode = &doc["modes"][0];
+    assert!(
+        mode["mode"].as_str().unwrap().starts_with("scenario"),
+        "{mode}"
+    );
+    for side in ["native", "wasm"] {
+        let m = &mode[side]["metrics"];
+        // Every check passed on both sides: edge served the site's pages and assets.
+        assert_eq!(
+            m["checks"]["values"]["rate"], 1.0,
+            "{side}: {}",
+            m["checks"]
+        );
+        assert!(
+            m["iterations"]["values"]["count"].as_f64().unwrap() > 10.0,
+            "{side}"
+        );
+    }
+}

@@ -62,6 +62,20 @@ pub struct CompareArgs {
     /// Write a self-contained HTML page with the tables and latency spectra.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Run this scenario (a k6 script or a scenario component) against each side instead of
+    /// the app's single request, `--rounds` times interleaved, with `BASE_URL` set to the
+    /// side's URL; its options set each run's schedule. Both sides route every path to
+    /// the app (edge gets a manifest with `paths = ["/"]`).
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// With `--script`: an environment variable for its VUs, `KEY=VALUE` (repeatable).
+    #[arg(
+        short = 'e',
+        long = "env",
+        value_name = "KEY=VALUE",
+        requires = "script"
+    )]
+    pub env: Vec<String>,
 }
 
 impl CompareArgs {
@@ -99,7 +113,21 @@ impl CompareArgs {
                 bail!("--open {f}: give a fraction of the closed rate, e.g. 0.5");
             }
         }
+        let mut env = Vec::new();
+        for e in &self.env {
+            let (k, v) = e
+                .split_once('=')
+                .with_context(|| format!("--env `{e}` is not KEY=VALUE"))?;
+            env.push((k.to_owned(), v.to_owned()));
+        }
+        if let Some(s) = &self.script {
+            if !s.is_file() {
+                bail!("--script `{}`: no such file", s.display());
+            }
+        }
         Ok(CompareConfig {
+            script: self.script.clone(),
+            env,
             app: self.app.clone(),
             urls,
             duration: plan::parse_duration(&self.duration)?,

@@ -6,7 +6,7 @@ pub mod cold;
 pub mod servers;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,6 +32,10 @@ const MARKDOWN_SAMPLE: &[u8] = include_bytes!("../../../examples/apps/assets/sam
 /// What to compare and how.
 #[derive(Debug, Clone)]
 pub struct CompareConfig {
+    /// A scenario to run against each side instead of the app's request.
+    pub script: Option<PathBuf>,
+    /// The scenario's `-e` environment (BASE_URL is set per side).
+    pub env: Vec<(String, String)>,
     /// The example app.
     pub app: String,
     /// Already-running servers (`native=URL`, `wasm=URL`); the others are built and started.
@@ -142,6 +146,10 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
             let apps = scratch.path.join("apps");
             std::fs::create_dir_all(&apps)?;
             std::fs::copy(&built.component, apps.join(format!("{}.wasm", cfg.app)))?;
+            if cfg.script.is_some() {
+                // A script addresses the side by URL alone: every path goes to the app.
+                std::fs::write(apps.join(format!("{}.toml", cfg.app)), "paths = [\"/\"]\n")?;
+            }
             let mut c = Command::new(&built.edge);
             c.arg("serve")
                 .arg(&apps)
@@ -189,6 +197,16 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         Target::parse(&format!("{}{path}", urls[1]))?,
     ];
     let threads = if pin { 1 } else { cpus };
+    if let Some(script) = &cfg.script {
+        let mode = measure_script(cfg, script, &urls, threads)?;
+        return Ok(Comparison {
+            app: cfg.app.clone(),
+            urls,
+            request: format!("scenario {}", script.display()),
+            modes: vec![mode],
+            cold: Vec::new(),
+        });
+    }
     let run_one =
         |side: usize, arrivals: Arrivals, duration: Duration| -> anyhow::Result<Results> {
             let config = RunConfig {
@@ -292,6 +310,54 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
     })
 }
 
+/// `--script`: the scenario against each side, rounds interleaved, merged per side.
+fn measure_script(
+    cfg: &CompareConfig,
+    script: &Path,
+    urls: &[String; 2],
+    threads: usize,
+) -> anyhow::Result<Mode> {
+    let name = script.display().to_string();
+    let js = name.ends_with(".js");
+    let mut loaded = Vec::new();
+    for url in urls {
+        let mut env = cfg.env.clone();
+        env.push(("BASE_URL".into(), url.trim_end_matches('/').to_owned()));
+        // A k6 script's init code reads BASE_URL: each side gets its own snapshot.
+        let l = if js {
+            crate::scenario::load_bytes(&crate::scenario::js::build(script, &env)?, &name)?
+        } else {
+            crate::scenario::load(script)?
+        };
+        loaded.push((l, env));
+    }
+    let mut mode = Mode {
+        name: format!("scenario {name}"),
+        results: [Results::default(), Results::default()],
+    };
+    let mut elapsed = [Duration::ZERO; 2];
+    for round in 1..=cfg.rounds {
+        for (side, (l, env)) in loaded.iter().enumerate() {
+            say(&format!(
+                "round {round}/{}: {} {name}",
+                cfg.rounds, SIDES[side]
+            ));
+            let settings = crate::scenario::Settings {
+                env: env.clone(),
+                threads,
+                ..Default::default()
+            };
+            let r = crate::scenario::run(l, &settings, |_| {})?.results;
+            elapsed[side] += r.elapsed;
+            mode.results[side].merge(&r);
+        }
+    }
+    for (r, e) in mode.results.iter_mut().zip(elapsed) {
+        r.elapsed = e;
+    }
+    Ok(mode)
+}
+
 fn workload_known(app: &str) -> bool {
     matches!(app, "hello" | "site" | "markdown")
 }
@@ -388,6 +454,26 @@ pub fn rows(mode: &Mode) -> Vec<Row> {
         unit: "",
         values: [0, 1].map(|s| summary::value(&r[s], "http_req_failed", "rate")),
     });
+    // Scenario runs: iterations and checks too.
+    if r.iter().any(|x| !x.metrics.is_empty()) {
+        rows.push(Row {
+            metric: "iterations rate".into(),
+            unit: "it/s",
+            values: [0, 1].map(|s| summary::value(&r[s], "iterations", "rate")),
+        });
+        for agg in ["p(50)", "p(99)"] {
+            rows.push(Row {
+                metric: format!("iteration_duration {agg}"),
+                unit: "ms",
+                values: [0, 1].map(|s| summary::value(&r[s], "iteration_duration", agg)),
+            });
+        }
+        rows.push(Row {
+            metric: "checks rate".into(),
+            unit: "",
+            values: [0, 1].map(|s| summary::value(&r[s], "checks", "rate")),
+        });
+    }
     rows
 }
 
@@ -396,7 +482,7 @@ fn fmt_value(v: Option<f64>, unit: &str) -> String {
         None => "-".into(),
         Some(v) if unit == "ms" => format!("{v:.3} ms"),
         Some(v) if unit == "B/s" => format!("{}/s", crate::report::bytes(v)),
-        Some(v) if unit == "req/s" => format!("{v:.0}/s"),
+        Some(v) if unit == "req/s" || unit == "it/s" => format!("{v:.0}/s"),
         Some(v) => format!("{v:.4}"),
     }
 }
