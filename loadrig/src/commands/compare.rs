@@ -120,10 +120,10 @@ impl CompareArgs {
                 .with_context(|| format!("--env `{e}` is not KEY=VALUE"))?;
             env.push((k.to_owned(), v.to_owned()));
         }
-        if let Some(s) = &self.script {
-            if !s.is_file() {
-                bail!("--script `{}`: no such file", s.display());
-            }
+        if let Some(s) = &self.script
+            && !s.is_file()
+        {
+            bail!("--script `{}`: no such file", s.display());
         }
         Ok(CompareConfig {
             script: self.script.clone(),
