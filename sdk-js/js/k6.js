@@ -124,6 +124,12 @@
   // ------------------------------------------------------------------------ http
 
   const canonical = (name) => name.toLowerCase().replace(/(^|-)([a-z])/g, (_, d, c) => d + c.toUpperCase());
+  // The names most responses carry, canonicalized without a regex.
+  const CANONICAL = Object.create(null);
+  for (const h of ["content-type", "content-length", "date", "server", "etag", "location", "set-cookie",
+    "cache-control", "connection", "server-timing", "last-modified", "vary", "transfer-encoding"])
+    CANONICAL[h] = canonical(h);
+  const decoder = new TextDecoder();
   const jar = new Map(); // host → Map(name → value): the VU's cookies, kept across iterations.
 
   const formEncode = (obj) =>
@@ -167,6 +173,9 @@
     return 1000;
   };
 
+  // A plain absolute http(s) URL, split without the general URL parser (the hot path).
+  const SIMPLE_URL = /^(https?):\/\/([a-z0-9.\-]+(?::[0-9]+)?)(\/[^#\s]*)?$/;
+
   class Response {
     constructor(fields) {
       Object.assign(this, fields);
@@ -195,34 +204,50 @@
     const responseType = params.responseType || (options.discardResponseBodies ? "none" : "text");
     let timeout = params.timeout ?? 60000;
     if (typeof timeout === "string") timeout = parseDuration(timeout);
-    let headers = {};
-    for (const [k, v] of Object.entries(params.headers || {})) headers[k] = String(v);
-    const has = (name) => Object.keys(headers).some((k) => k.toLowerCase() === name);
+    const headers = {};
+    let hasType = false;
+    let hasAgent = false;
+    if (params.headers)
+      for (const k in params.headers) {
+        headers[k] = String(params.headers[k]);
+        const l = k.toLowerCase();
+        if (l === "content-type") hasType = true;
+        else if (l === "user-agent") hasAgent = true;
+      }
     let payload = null;
     if (body != null && !(typeof body === "string") && !(body instanceof ArrayBuffer) && !ArrayBuffer.isView(body)) {
       payload = formEncode(body);
-      if (!has("content-type")) headers["Content-Type"] = "application/x-www-form-urlencoded";
+      if (!hasType) headers["Content-Type"] = "application/x-www-form-urlencoded";
     } else if (body != null) {
       payload = body;
     }
-    if (options.userAgent !== undefined && !has("user-agent")) headers["User-Agent"] = String(options.userAgent);
-    else if (!has("user-agent")) headers["User-Agent"] = "loadrig (k6 compatible)";
+    if (!hasAgent) headers["User-Agent"] = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
     let redirects = 0;
     const cookies = {};
+    const tagList = flatTags(tags);
     for (;;) {
-      const u = new URL(href);
+      let scheme, authority, path, hostname;
+      const m = SIMPLE_URL.exec(href);
+      if (m !== null && !m[3]?.includes("/.")) {
+        [, scheme, authority, path = "/"] = m;
+        const colon = authority.indexOf(":");
+        hostname = colon < 0 ? authority : authority.slice(0, colon);
+      } else {
+        const u = new URL(href);
+        [scheme, authority, path, hostname] = [u.protocol.slice(0, -1), u.host, u.pathname + u.search, u.hostname];
+      }
       const flat = [];
-      for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() !== "cookie") flat.push(k, v);
-      const fromJar = cookieHeader(u.hostname);
-      const own = Object.entries(headers).find(([k]) => k.toLowerCase() === "cookie");
-      const cookie = [own && own[1], fromJar].filter(Boolean).join("; ");
+      let own = "";
+      for (const k in headers) {
+        if (k.length === 6 && k.toLowerCase() === "cookie") own = headers[k];
+        else flat.push(k, headers[k]);
+      }
+      const fromJar = jar.size === 0 ? "" : cookieHeader(hostname);
+      const cookie = own && fromJar ? `${own}; ${fromJar}` : own || fromJar;
       if (cookie) flat.push("Cookie", cookie);
-      for (const [k, v] of Object.entries(params.cookies || {})) flat.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
+      if (params.cookies) for (const [k, v] of Object.entries(params.cookies)) flat.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
       const sent = payload == null ? undefined : bytesOf(payload);
-      const r = n.http({
-        method, scheme: u.protocol.slice(0, -1), authority: u.host, path: u.pathname + u.search,
-        headers: flat, body: sent, tags: flatTags(tags), timeout: Number(timeout),
-      });
+      const r = n.http({ method, scheme, authority, path, headers: flat, body: sent, tags: tagList, timeout: +timeout });
       if (r.error) {
         return new Response({
           status: 0, status_text: "", body: null, headers: {}, cookies, url: href, proto: "", error: r.error,
@@ -231,13 +256,15 @@
         });
       }
       const out = {};
+      let location;
       for (let i = 0; i < r.headers.length; i += 2) {
-        const name = canonical(r.headers[i]);
+        const raw = r.headers[i];
+        const name = CANONICAL[raw] ?? canonical(raw);
         const value = r.headers[i + 1];
-        if (name === "Set-Cookie") parseSetCookie(u.hostname, value, cookies);
+        if (name === "Set-Cookie") parseSetCookie(hostname, value, cookies);
+        else if (name === "Location") location = value;
         out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
       }
-      const location = out.Location;
       if ([301, 302, 303, 307, 308].includes(r.status) && location && redirects < maxRedirects) {
         redirects++;
         href = new URL(location, href).href;
@@ -248,7 +275,7 @@
         continue;
       }
       let responseBody = null;
-      if (responseType === "text") responseBody = new TextDecoder().decode(r.body);
+      if (responseType === "text") responseBody = r.body.length === 0 ? "" : decoder.decode(r.body);
       else if (responseType === "binary") responseBody = arrayBufferOf(r.body);
       return new Response({
         status: r.status, status_text: `${r.status}`, body: responseBody, headers: out, cookies, url: href,
@@ -258,6 +285,7 @@
     }
   }
 
+  const USER_AGENT = "loadrig (k6 compatible)";
   const parseDuration = (s) => {
     let ms = 0;
     const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
@@ -485,6 +513,7 @@
   let options = {};
   let mod = {};
   let lastData;
+  let envRead = false;
   let parsed;
   const dataOf = (json) => {
     if (json !== lastData) {
@@ -544,7 +573,11 @@
       return r && typeof r.then === "function" ? r.then(done) : done(r);
     },
     iteration(name, data) {
-      refreshEnv();
+      // A VU's environment is fixed for the run: read it at its first iteration only.
+      if (!envRead) {
+        refreshEnv();
+        envRead = true;
+      }
       const fn = mod[name];
       if (typeof fn !== "function")
         throw new Error(name === "default" ? "the script has no default export (export default function () { … })" : `the script exports no function \`${name}\` (a scenario's exec)`);

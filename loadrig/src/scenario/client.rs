@@ -49,6 +49,8 @@ pub struct Timings {
 pub struct Client {
     /// The VU's idle connections by destination.
     pool: Arc<Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>>,
+    /// Host names this VU has resolved.
+    resolved: Arc<Mutex<HashMap<String, SocketAddr>>>,
     /// Where this thread's samples go.
     pub results: Arc<Mutex<Results>>,
     /// The run's clock.
@@ -76,6 +78,7 @@ impl Client {
     ) -> Client {
         Client {
             pool: Default::default(),
+            resolved: Default::default(),
             results,
             clock,
             lateness: Arc::new(AtomicU64::new(0)),
@@ -129,6 +132,7 @@ impl WasiHttpHooks for Client {
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         let pool = self.pool.clone();
+        let resolved = self.resolved.clone();
         let results = self.results.clone();
         let clock = self.clock;
         let lateness = self.lateness.load(Relaxed);
@@ -161,11 +165,29 @@ impl WasiHttpHooks for Client {
                 .host()
                 .trim_start_matches('[')
                 .trim_end_matches(']');
-            let addr = tokio::net::lookup_host((host, port))
-                .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or(HttpError::DestinationNotFound)?;
+            // An address needs no lookup; a name is resolved once per VU (the lookup is a
+            // blocking call on another thread, which would cost every request a hand-off).
+            let cached = resolved
+                .lock()
+                .expect("dns lock")
+                .get(authority.as_str())
+                .copied();
+            let addr = match (host.parse::<std::net::IpAddr>(), cached) {
+                (Ok(ip), _) => SocketAddr::new(ip, port),
+                (_, Some(addr)) => addr,
+                _ => {
+                    let addr = tokio::net::lookup_host((host, port))
+                        .await
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or(HttpError::DestinationNotFound)?;
+                    resolved
+                        .lock()
+                        .expect("dns lock")
+                        .insert(authority.as_str().to_owned(), addr);
+                    addr
+                }
+            };
             let url = uri.to_string();
             let method = parts.method.clone();
             let mut headers = HeaderMap::new();

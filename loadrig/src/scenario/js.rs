@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use wasmtime::component::{Component, Instance};
-use wasmtime::{Config, Engine, Store, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, WasiCtx};
 
@@ -47,9 +47,7 @@ pub fn build(script: &Path, env: &[(String, String)]) -> anyhow::Result<Vec<u8>>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| String::from("script.js"));
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+    let engine = super::vu_engine()?;
     let _ticker = super::Ticker::start(&engine);
     let linker = vu::linker(&engine)?;
     let stderr = MemoryOutputPipe::new(MAX_OUTPUT);

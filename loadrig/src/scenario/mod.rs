@@ -81,9 +81,7 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> anyhow::Result<Loaded> {
             format!("`{name}` is not a WebAssembly component")
         }));
     }
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+    let engine = vu_engine()?;
     let component = Component::new(&engine, bytes)
         .map_err(|e| script(format!("`{name}` does not compile: {e:#}")))?;
     let linker = vu::linker(&engine)?;
@@ -102,6 +100,21 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> anyhow::Result<Loaded> {
         pre,
         path: name.to_owned(),
     })
+}
+
+/// The engine VUs run on: epoch interruption, and linear memory reserved only up to a VU's
+/// limit, so 10 000 VUs reserve terabytes of address space rather than the 8 GiB each
+/// that wasmtime's default (no bounds checks) reserves, which would not fit in 47 bits.
+pub(crate) fn vu_engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.memory_reservation(vu::VU_MEMORY_LIMIT as u64);
+    config.memory_guard_size(1 << 16);
+    // `LOADRIG_PERFMAP=1`: guest functions by name in `perf report` (/tmp/perf-PID.map).
+    if std::env::var_os("LOADRIG_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    Engine::new(&config).map_err(anyhow::Error::from)
 }
 
 /// How to run a loaded scenario.
@@ -336,6 +349,7 @@ pub fn run(
     let interrupted = Arc::new(AtomicU64::new(0));
     let initialized = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let init_started = Instant::now();
     let mut starts = Vec::new();
     let mut handles = Vec::new();
     let mut recorders = Vec::new();
@@ -373,6 +387,15 @@ pub fn run(
             Ok(Err(e)) => return Err(e),
             Err(_) => bail!("a worker thread ended while initializing its VUs"),
         }
+    }
+    let vus = initialized.load(Relaxed);
+    if vus > 0 {
+        let took = init_started.elapsed();
+        eprintln!(
+            "loadrig: {vus} VU(s) initialized in {:.1} ms ({:.0} µs each)",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e6 / vus as f64
+        );
     }
     // Every VU is initialized: the run's clock starts now, for every thread at once.
     let clock = Clock::new();
