@@ -1,5 +1,5 @@
 //! The host side of `wasi:http/outgoing-handler` for VUs: every request a scenario sends
-//! goes through loadrig's own HTTP/1.1 client ([`h1`](crate::h1)), on the VU's own
+//! goes through loadrig's own HTTP/1.1 client ([`crate::h1`]), on the VU's own
 //! keep-alive connections, and is recorded with k6's phases and tags.
 
 use std::collections::HashMap;
