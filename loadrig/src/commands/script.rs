@@ -172,34 +172,24 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<Verdict> {
     let doc = SummaryDoc::new(vec![info.clone()], &results, checked.clone());
     let json = serde_json::to_string(&doc).expect("serializable");
     let files = finished.handle_summary(&json)?;
-    let verdict = match files {
-        Some(files) => {
-            for (name, content) in files {
-                match name.as_str() {
-                    "stdout" => std::io::stdout().write_all(&content)?,
-                    "stderr" => std::io::stderr().write_all(&content)?,
-                    path => std::fs::write(path, &content)
-                        .with_context(|| format!("writing `{path}` (from handleSummary)"))?,
-                }
-            }
-            super::write_and_judge(
-                &[info],
-                &results,
-                &checked,
-                args.json.as_deref(),
-                args.html.as_deref(),
-                false,
-            )?
+    let replaced = files.is_some();
+    for (name, content) in files.unwrap_or_default() {
+        match name.as_str() {
+            "stdout" => std::io::stdout().write_all(&content)?,
+            "stderr" => std::io::stderr().write_all(&content)?,
+            path => std::fs::write(path, &content)
+                .with_context(|| format!("writing `{path}` (from handleSummary)"))?,
         }
-        None => super::write_and_judge(
-            &[info],
-            &results,
-            &checked,
-            args.json.as_deref(),
-            args.html.as_deref(),
-            true,
-        )?,
-    };
+    }
+    // The files handleSummary returned replace loadrig's text report, as in k6.
+    let verdict = super::write_and_judge(
+        &[info],
+        &results,
+        &checked,
+        args.json.as_deref(),
+        args.html.as_deref(),
+        !replaced,
+    )?;
     if let Some(reason) = &finished.aborted {
         eprintln!("loadrig: the run was aborted: {reason}");
         if !reason.contains("(abortOnFail)") {

@@ -426,7 +426,6 @@ fn native_http<'js>(ctx: Ctx<'js>, spec: Object<'js>) -> rquickjs::Result<Object
     let body = body.map(|b| unsafe { b.as_bytes() }.unwrap_or_default().to_vec());
     let timeout: f64 = spec.get::<_, Option<f64>>("timeout")?.unwrap_or(60_000.0);
     host::tag_next_request(&pairs(&tags));
-    let result = Object::new(ctx.clone())?;
     let sent = crate::outbound::send(
         get("method")?,
         get("scheme")?,
@@ -438,14 +437,7 @@ fn native_http<'js>(ctx: Ctx<'js>, spec: Object<'js>) -> rquickjs::Result<Object
     );
     match sent {
         Ok((status, headers, body)) => {
-            result.set("status", status)?;
-            let flat = Array::new(ctx.clone())?;
-            for (i, (name, value)) in headers.into_iter().enumerate() {
-                flat.set(2 * i, name)?;
-                flat.set(2 * i + 1, String::from_utf8_lossy(&value).into_owned())?;
-            }
-            result.set("headers", flat)?;
-            result.set("body", TypedArray::new(ctx.clone(), body)?)?;
+            let result = crate::outbound::reply_object(&ctx, status, headers, body)?;
             let t = Object::new(ctx.clone())?;
             if let Some(h) = host::last_timings() {
                 for (k, v) in [
@@ -461,10 +453,14 @@ fn native_http<'js>(ctx: Ctx<'js>, spec: Object<'js>) -> rquickjs::Result<Object
                 }
             }
             result.set("timings", t)?;
+            Ok(result)
         }
-        Err(message) => result.set("error", message)?,
+        Err(message) => {
+            let result = Object::new(ctx.clone())?;
+            result.set("error", message)?;
+            Ok(result)
+        }
     }
-    Ok(result)
 }
 
 fn digest_of(algo: &str, data: &[u8]) -> Option<Vec<u8>> {

@@ -28,6 +28,16 @@ pub fn native_fetch<'js>(
         .map(|b| unsafe { b.as_bytes() }.unwrap_or_default().to_vec());
     let (status, headers, body) = send(method, scheme, authority, path, &headers, body, None)
         .map_err(|message| Exception::throw_type(&ctx, &format!("fetch failed: {message}")))?;
+    reply_object(&ctx, status, headers, body)
+}
+
+/// `{ status, headers, body }` for JavaScript, headers flattened as `[name, value, …]`.
+pub(crate) fn reply_object<'js>(
+    ctx: &Ctx<'js>,
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+) -> rquickjs::Result<Object<'js>> {
     let result = Object::new(ctx.clone())?;
     result.set("status", status)?;
     let flat = Array::new(ctx.clone())?;
@@ -36,7 +46,7 @@ pub fn native_fetch<'js>(
         flat.set(2 * i + 1, String::from_utf8_lossy(&value).into_owned())?;
     }
     result.set("headers", flat)?;
-    result.set("body", TypedArray::new(ctx, body)?)?;
+    result.set("body", TypedArray::new(ctx.clone(), body)?)?;
     Ok(result)
 }
 
