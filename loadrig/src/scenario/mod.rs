@@ -13,6 +13,7 @@
 pub mod client;
 pub mod js;
 pub mod options;
+mod stacks;
 pub mod vu;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -110,6 +111,7 @@ pub(crate) fn vu_engine() -> anyhow::Result<Engine> {
     config.epoch_interruption(true);
     config.memory_reservation(vu::VU_MEMORY_LIMIT as u64);
     config.memory_guard_size(1 << 16);
+    config.with_host_stack(Arc::new(stacks::Creator(stacks::StackPool::new())));
     // `LOADRIG_PERFMAP=1`: guest functions by name in `perf report` (/tmp/perf-PID.map).
     if std::env::var_os("LOADRIG_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -717,11 +719,7 @@ impl Worker {
             let call = v
                 .exports
                 .call_iteration(&mut v.store, &share.spec.exec, &self.data);
-            let aborted = async {
-                while !abort.is_set() {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
+            let aborted = abort.wait();
             tokio::select! {
                 r = call => Some(r),
                 _ = tokio::time::sleep_until(hard_end.into()) => None,

@@ -39,6 +39,7 @@ pub const VU_MEMORY_LIMIT: usize = 256 << 20;
 pub struct Abort {
     flag: AtomicBool,
     reason: Mutex<Option<String>>,
+    wake: tokio::sync::Notify,
 }
 
 impl Abort {
@@ -49,6 +50,18 @@ impl Abort {
             *r = Some(reason);
         }
         self.flag.store(true, Relaxed);
+        self.wake.notify_waiters();
+    }
+
+    /// Resolves once the run is aborted.
+    pub async fn wait(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.is_set() {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Whether the run was aborted.
