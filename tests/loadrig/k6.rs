@@ -217,3 +217,78 @@ fn hostile_vus_are_contained_and_the_run_goes_on() {
     assert!(err.contains("trapped; it gets a fresh instance"), "{err}");
     assert!(out.contains("iterations............: 6"), "{out}");
 }
+
+#[test]
+fn k6s_html_reporter_renders_our_summaries() {
+    // k6-html-reporter (npm; tests/run.sh installs it into target/npm) reads k6's
+    // handleSummary data: it needs `root_group` and per-metric `thresholds`.
+    let reporter = root().join("target/npm/node_modules/k6-html-reporter");
+    assert!(
+        reporter.is_dir(),
+        "k6-html-reporter is not installed: run `bash tests/run.sh`, or `npm install --prefix target/npm k6-html-reporter@1.0.5`"
+    );
+    let dir = tmp();
+    let script_json = dir.path().join("script.json");
+    let (code, out, err) = run(
+        "tests/k6/api.js",
+        &["-e", "EXTRA=yes", "--json", script_json.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let url_json = dir.path().join("url.json");
+    let o = loadrig(&[
+        "run",
+        &format!("{}/", api()),
+        "-d",
+        "1s",
+        "--threshold",
+        "p(99)<1s",
+        "--json",
+        url_json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    for (json, needles) in [
+        (
+            &script_json,
+            vec![
+                "my_counter",
+                "count==4",
+                "state persists across iterations",
+                "All thresholds were met",
+            ],
+        ),
+        (
+            &url_json,
+            vec![
+                "http_req_duration",
+                "p(99)&lt;1s",
+                "All thresholds were met",
+            ],
+        ),
+    ] {
+        let out_dir = dir.path().join(json.file_stem().unwrap());
+        let script = format!(
+            "require({:?}).generateSummaryReport({{ jsonFile: {:?}, output: {:?} }})",
+            reporter.to_str().unwrap(),
+            json.to_str().unwrap(),
+            out_dir.to_str().unwrap()
+        );
+        let o = std::process::Command::new("node")
+            .args(["-e", &script])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "the reporter failed on {}: {:?}",
+            json.display(),
+            text(&o)
+        );
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        for n in needles {
+            assert!(
+                html.contains(n),
+                "`{n}` missing from the report of {}",
+                json.display()
+            );
+        }
+    }
+}
