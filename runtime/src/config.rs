@@ -30,6 +30,8 @@ pub struct Limits {
     pub max_concurrency: usize,
     /// Maximum request body size, in bytes.
     pub max_body_size: u64,
+    /// Whether responses carry edge's `Server-Timing` header (`instantiate`, `handle`).
+    pub server_timing: bool,
 }
 
 impl Default for Limits {
@@ -39,6 +41,7 @@ impl Default for Limits {
             timeout: parse_duration(DEFAULT_TIMEOUT).expect("valid default"),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_body_size: parse_size(DEFAULT_MAX_BODY_SIZE).expect("valid default"),
+            server_timing: true,
         }
     }
 }

@@ -213,9 +213,11 @@ where
 
     match timeout_at(deadline, receiver).await {
         Ok(Ok(Ok(mut resp))) => {
-            let handled = started.elapsed() - instantiated;
-            resp.headers_mut()
-                .insert("server-timing", server_timing(instantiated, handled));
+            if limits.server_timing {
+                let handled = started.elapsed() - instantiated;
+                resp.headers_mut()
+                    .insert("server-timing", server_timing(instantiated, handled));
+            }
             Ok(resp)
         }
         Ok(Ok(Err(code))) => Err(RequestError::NoResponse {

@@ -45,6 +45,9 @@ pub struct Manifest {
     /// Environment variables the guest sees. The host environment is never inherited.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `false`: this app's responses carry no `Server-Timing` header (overrides
+    /// `--server-timing`).
+    pub server_timing: Option<bool>,
 }
 
 /// A validated manifest merged with the server's defaults.
@@ -84,6 +87,9 @@ impl Manifest {
         }
         if let Some(b) = &self.max_body_size {
             limits.max_body_size = config::parse_size(b).context("in `max_body_size`")?;
+        }
+        if let Some(on) = self.server_timing {
+            limits.server_timing = on;
         }
         let hosts = self
             .hosts

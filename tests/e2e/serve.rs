@@ -17,6 +17,27 @@ async fn hello_answers_200_with_server_timing() {
 }
 
 #[tokio::test]
+async fn server_timing_can_be_turned_off_for_the_server_or_one_app() {
+    let apps = Apps::new();
+    apps.add("hello")
+        .add_as("hello", "quiet")
+        .manifest("quiet", "server_timing = false\n");
+    // On by default; one app opts out in its manifest.
+    let edge = Edge::start(apps.path(), &[]);
+    let loud = get(edge.addr, "hello.localhost", "/").await;
+    assert!(loud.headers.contains_key("server-timing"), "{loud:?}");
+    let quiet = get(edge.addr, "quiet.localhost", "/").await;
+    assert_eq!(quiet.status, 200);
+    assert!(!quiet.headers.contains_key("server-timing"), "{quiet:?}");
+    drop(edge);
+    // Off for the whole server.
+    let edge = Edge::start(apps.path(), &["--server-timing", "off"]);
+    let resp = get(edge.addr, "hello.localhost", "/").await;
+    assert_eq!(resp.status, 200);
+    assert!(!resp.headers.contains_key("server-timing"), "{resp:?}");
+}
+
+#[tokio::test]
 async fn every_request_gets_a_fresh_instance() {
     let apps = Apps::new();
     apps.add("counter");

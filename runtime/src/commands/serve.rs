@@ -69,6 +69,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = config::DEFAULT_MAX_BODY_SIZE)]
     pub max_body_size: String,
 
+    /// Add `Server-Timing: instantiate;dur=…, handle;dur=…` to every guest response (`on`),
+    /// or leave the app's headers alone (`off`), for clients and test suites that expect
+    /// only those (manifest: `server_timing = false`).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub server_timing: String,
+
     /// Where compiled code is cached [default: DIR/.edge/cache].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -177,6 +183,7 @@ impl ServeArgs {
             max_concurrency: config::check_concurrency(self.max_concurrency)
                 .context("in --max-concurrency")?,
             max_body_size: config::parse_size(&self.max_body_size).context("in --max-body-size")?,
+            server_timing: self.server_timing == "on",
         };
         let cache_dir = match (&self.cache_dir, self.no_cache) {
             (_, true) => None,
