@@ -184,10 +184,23 @@ impl WasiHttpHooks for OutboundHooks {
 }
 
 /// Guest stdout or stderr, written to the server log line by line, prefixed with the app.
+///
+/// A guest may write one line through several `get-stderr` handles (Rust's std and wstd
+/// take a new one per write): the partial line lives with the request's stream, not with a
+/// handle, so it is logged whole once its newline comes, or when the request ends.
 #[derive(Clone)]
 struct GuestLog {
     app: Arc<str>,
     stream: &'static str,
+    pending: Arc<Pending>,
+}
+
+/// The current partial line of one request's stream; logged when the last handle and the
+/// request's store are gone.
+struct Pending {
+    app: Arc<str>,
+    stream: &'static str,
+    buf: std::sync::Mutex<Vec<u8>>,
 }
 
 impl GuestLog {
@@ -195,13 +208,27 @@ impl GuestLog {
         GuestLog {
             app: app.clone(),
             stream,
+            pending: Arc::new(Pending {
+                app: app.clone(),
+                stream,
+                buf: std::sync::Mutex::new(Vec::new()),
+            }),
         }
     }
+}
 
-    fn emit(&self, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches(['\r', '\n']);
-        tracing::info!(target: "edge::guest", stream = self.stream, "[{}] {line}", self.app);
+fn emit(app: &str, stream: &'static str, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches(['\r', '\n']);
+    tracing::info!(target: "edge::guest", stream = stream, "[{app}] {line}");
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let buf = std::mem::take(self.buf.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if !buf.is_empty() {
+            emit(&self.app, self.stream, &buf);
+        }
     }
 }
 
@@ -213,10 +240,7 @@ impl IsTerminal for GuestLog {
 
 impl StdoutStream for GuestLog {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
-            log: self.clone(),
-            buf: Vec::new(),
-        })
+        Box::new(LineWriter { log: self.clone() })
     }
 }
 
@@ -226,23 +250,24 @@ const MAX_LINE: usize = 16 * 1024;
 
 struct LineWriter {
     log: GuestLog,
-    buf: Vec<u8>,
 }
 
 impl AsyncWrite for LineWriter {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.buf.extend_from_slice(data);
-        while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Bytes = self.buf.drain(..=end).collect();
-            self.log.emit(&line);
+        let log = &self.log;
+        let mut buf = log.pending.buf.lock().unwrap_or_else(|e| e.into_inner());
+        buf.extend_from_slice(data);
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Bytes = buf.drain(..=end).collect();
+            emit(&log.app, log.stream, &line);
         }
-        if self.buf.len() > MAX_LINE {
-            let line = std::mem::take(&mut self.buf);
-            self.log.emit(&line);
+        if buf.len() > MAX_LINE {
+            let line = std::mem::take(&mut *buf);
+            emit(&log.app, log.stream, &line);
         }
         Poll::Ready(Ok(data.len()))
     }
@@ -253,14 +278,5 @@ impl AsyncWrite for LineWriter {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.buf.is_empty() {
-            let line = std::mem::take(&mut self.buf);
-            self.log.emit(&line);
-        }
     }
 }

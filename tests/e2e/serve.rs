@@ -38,6 +38,34 @@ async fn server_timing_can_be_turned_off_for_the_server_or_one_app() {
 }
 
 #[tokio::test]
+async fn a_line_written_through_several_stderr_handles_is_logged_whole() {
+    let apps = Apps::new();
+    apps.add("stderr");
+    let edge = Edge::start(apps.path(), &[]);
+    let resp = get(edge.addr, "stderr.localhost", "/").await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    // As `wasmtime serve` prints it: one line, not three fragments.
+    assert!(
+        edge.wait_log(
+            "[stderr] one line in three writes",
+            std::time::Duration::from_secs(5)
+        ),
+        "{}",
+        edge.log()
+    );
+    assert!(!edge.log().contains("[stderr] in three"), "{}", edge.log());
+    // The line that never got its newline is logged when the request ends.
+    assert!(
+        edge.wait_log(
+            "[stderr] no newline at the end",
+            std::time::Duration::from_secs(5)
+        ),
+        "{}",
+        edge.log()
+    );
+}
+
+#[tokio::test]
 async fn every_request_gets_a_fresh_instance() {
     let apps = Apps::new();
     apps.add("counter");
