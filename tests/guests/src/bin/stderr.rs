@@ -6,7 +6,12 @@ use wstd::http::{Body, Error, Request, Response};
 
 #[wstd::http_server]
 async fn main(_request: Request<Body>) -> Result<Response<Body>, Error> {
-    for part in [&b"one line "[..], b"in three ", b"writes\n", b"no newline at the end"] {
+    for part in [
+        &b"one line "[..],
+        b"in three ",
+        b"writes\n",
+        b"no newline at the end",
+    ] {
         let _ = get_stderr().blocking_write_and_flush(part);
     }
     Ok(Response::new("ok".into()))
