@@ -265,18 +265,6 @@ impl Drop for Ticker {
     }
 }
 
-/// Reads the options of a loaded scenario (instantiates VU 0 and calls `options`).
-pub fn options(loaded: &Loaded, settings: &Settings) -> anyhow::Result<Options> {
-    let blueprint = Blueprint {
-        pre: loaded.pre.clone(),
-        env: settings.env.clone(),
-        abort: Arc::new(Abort::default()),
-    };
-    let _ticker = Ticker::start(&loaded.engine);
-    let mut control = Control::new(&blueprint, Clock::new())?;
-    read_options(&mut control, settings)
-}
-
 fn read_options(control: &mut Control, settings: &Settings) -> anyhow::Result<Options> {
     let json = control.call("options()", Duration::from_secs(60), async |vu| {
         vu.exports.call_options(&mut vu.store).await
