@@ -1,5 +1,6 @@
 //! End-to-end tests of `edge`: the real binary, real sockets on port 0, and guest
-//! components built from source (`examples/apps`, `tests/guests`) by the harness.
+//! components built from source (`examples/apps`, `tests/guests`, `examples/python`) by the
+//! harness.
 #![allow(missing_docs, unreachable_pub)]
 
 /// The harness: building guests, apps directories, starting `edge`, an HTTP client.
@@ -23,3 +24,6 @@ mod deploy;
 
 /// JavaScript apps: `edge build` and the Web APIs of sdk-js.
 mod js;
+
+/// A Python app built with componentize-py.
+mod python;
