@@ -12,6 +12,21 @@ bash sdk-js/setup.sh
 if [ ! -d target/npm/node_modules/k6-html-reporter ]; then
   npm install --silent --no-audit --no-fund --prefix target/npm k6-html-reporter@1.0.5
 fi
+# Prometheus' promtool (Debian package `prometheus`), which checks /metrics, the dashboard's
+# queries and the scrape config in deploy/.
+if ! command -v promtool >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
+fi
+# Python tools in target/py: componentize-py (the Python example; examples/python/build.sh
+# installs it the same way) and the Prometheus Python client's strict OpenMetrics parser.
+if ! target/py/bin/python -c "import componentize_py, prometheus_client" 2>/dev/null; then
+  python3 -m venv target/py
+  target/py/bin/pip install --quiet --disable-pip-version-check \
+    componentize-py==0.25.1 prometheus-client==0.26.0
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

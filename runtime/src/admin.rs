@@ -15,11 +15,12 @@
 //! too large), 422 (invalid component or manifest), 500 (storage failure).
 
 use crate::control::{Control, ControlError};
+use crate::metrics::Format;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
@@ -148,11 +149,16 @@ async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) 
     match (req.method().clone(), segments.as_slice()) {
         (Method::GET, ["apps"]) => json(StatusCode::OK, &control.list()),
         (Method::GET, ["metrics"]) => {
-            let mut resp = Response::new(Full::new(Bytes::from(control.metrics().encode())));
-            resp.headers_mut().insert(
+            let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+            let format = Format::negotiate(accept);
+            let body = control.metrics().encode(format);
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            let headers = resp.headers_mut();
+            headers.insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                HeaderValue::from_static(format.content_type()),
             );
+            headers.insert(VARY, HeaderValue::from_static("accept"));
             resp
         }
         (Method::PUT, ["apps", name]) => {

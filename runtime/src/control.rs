@@ -182,6 +182,7 @@ impl Control {
     /// Publishes the live set as a new routing table. Called with the map locked, so the
     /// last change always wins.
     fn publish(&self, apps: &BTreeMap<String, Arc<App>>) {
+        self.metrics.serving(apps.keys().map(String::as_str));
         self.server
             .replace_apps(Router::new(apps.values().cloned()));
     }

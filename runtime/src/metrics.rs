@@ -1,11 +1,70 @@
-//! Per-app metrics, served in Prometheus text format on the admin listener.
+//! Per-app and process metrics, served on the admin listener's `/metrics` in the format the
+//! scraper asks for: OpenMetrics 1.0 or Prometheus' classic text format 0.0.4.
+//!
+//! Every family is present from the start, and every series of an app from the moment it
+//! is served, at zero: a dashboard's `rate()` has something to work with on a quiet server.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use std::time::Duration;
+
+/// The exposition formats `/metrics` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text (`application/openmetrics-text; version=1.0.0`).
+    OpenMetrics,
+    /// Prometheus' classic text format (`text/plain; version=0.0.4`).
+    Classic,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it rates
+    /// `application/openmetrics-text` at least as high as any text format, as Prometheus
+    /// does by default; the classic format otherwise, and when there is no header (what
+    /// client_golang's handler does too).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Classic;
+        };
+        let (mut open, mut classic) = (0.0f32, 0.0f32);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let mut q = 1.0f32;
+            for param in parts {
+                if let Some((k, v)) = param.split_once('=')
+                    && k.trim().eq_ignore_ascii_case("q")
+                {
+                    q = v.trim().parse().unwrap_or(0.0);
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text" => open = open.max(q),
+                "text/plain" | "text/*" | "*/*" => classic = classic.max(q),
+                _ => {}
+            }
+        }
+        if open > 0.0 && open >= classic {
+            Format::OpenMetrics
+        } else {
+            Format::Classic
+        }
+    }
+
+    /// The `Content-Type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabel {
@@ -41,9 +100,14 @@ pub enum Kill {
     MemoryLimit,
 }
 
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const KILLS: [&str; 3] = ["trap", "timeout", "memory_limit"];
+const DEPLOY_RESULTS: [&str; 2] = ["ok", "rejected"];
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
+    apps: Gauge,
     requests: Family<StatusLabels, Counter>,
     latency: Family<AppLabel, Histogram>,
     instantiate: Family<AppLabel, Histogram>,
@@ -58,7 +122,11 @@ fn seconds_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("edge");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let registry = root.sub_registry_with_prefix("edge");
+        let apps = Gauge::default();
+        registry.register("apps", "Apps being served", apps.clone());
         let requests = Family::<StatusLabels, Counter>::default();
         let latency =
             Family::<AppLabel, Histogram>::new_with_constructor(seconds_histogram as fn() -> _);
@@ -92,7 +160,8 @@ impl Default for Metrics {
             deploys.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
+            apps,
             requests,
             latency,
             instantiate,
@@ -103,14 +172,42 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Notes the apps now served: their series exist from now on, at zero until used.
+    pub fn serving<'a>(&self, apps: impl ExactSizeIterator<Item = &'a str>) {
+        self.apps.set(apps.len() as i64);
+        for app in apps {
+            for class in CLASSES {
+                drop(self.requests.get_or_create(&StatusLabels {
+                    app: app.to_string(),
+                    class,
+                }));
+            }
+            for reason in KILLS {
+                drop(self.kills.get_or_create(&KillLabels {
+                    app: app.to_string(),
+                    reason,
+                }));
+            }
+            for result in DEPLOY_RESULTS {
+                drop(self.deploys.get_or_create(&DeployLabels {
+                    app: app.to_string(),
+                    result,
+                }));
+            }
+            let label = AppLabel { app: app.into() };
+            drop(self.latency.get_or_create(&label));
+            drop(self.instantiate.get_or_create(&label));
+        }
+    }
+
     /// Records an answered request of `app`.
     pub fn request(&self, app: &str, status: u16, latency: Duration) {
         let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+            100..=199 => CLASSES[0],
+            200..=299 => CLASSES[1],
+            300..=399 => CLASSES[2],
+            400..=499 => CLASSES[3],
+            _ => CLASSES[4],
         };
         self.requests
             .get_or_create(&StatusLabels {
@@ -133,9 +230,9 @@ impl Metrics {
     /// Records a guest that was stopped.
     pub fn kill(&self, app: &str, kill: Kill) {
         let reason = match kill {
-            Kill::Trap => "trap",
-            Kill::Timeout => "timeout",
-            Kill::MemoryLimit => "memory_limit",
+            Kill::Trap => KILLS[0],
+            Kill::Timeout => KILLS[1],
+            Kill::MemoryLimit => KILLS[2],
         };
         self.kills
             .get_or_create(&KillLabels {
@@ -150,16 +247,165 @@ impl Metrics {
         self.deploys
             .get_or_create(&DeployLabels {
                 app: app.into(),
-                result: if ok { "ok" } else { "rejected" },
+                result: DEPLOY_RESULTS[if ok { 0 } else { 1 }],
             })
             .inc();
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
+    /// Every metric, in `format`.
+    pub fn encode(&self, format: Format) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            }
+            Format::Classic => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+        }
+        .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The process metrics every Prometheus client library exports (client_golang's names),
+/// read from `/proc/self` at scrape time. A value that cannot be read is left out.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl ProcessCollector {
+    fn gauge(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        unit: Option<&Unit>,
+        value: f64,
+    ) -> Result<(), std::fmt::Error> {
+        let metric = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+        ConstGauge::new(value).encode(metric)
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(me) = procfs::process::Process::myself() else {
+            return Ok(());
+        };
+        if let Ok(stat) = me.stat() {
+            let ticks = procfs::ticks_per_second() as f64;
+            let cpu = encoder.encode_descriptor(
+                "process_cpu",
+                "Total user and system CPU time spent in seconds.",
+                Some(&Unit::Seconds),
+                MetricType::Counter,
+            )?;
+            ConstCounter::new((stat.utime + stat.stime) as f64 / ticks).encode(cpu)?;
+            let page = procfs::page_size() as f64;
+            Self::gauge(
+                &mut encoder,
+                "process_resident_memory",
+                "Resident memory size in bytes.",
+                Some(&Unit::Bytes),
+                stat.rss as f64 * page,
+            )?;
+            Self::gauge(
+                &mut encoder,
+                "process_virtual_memory",
+                "Virtual memory size in bytes.",
+                Some(&Unit::Bytes),
+                stat.vsize as f64,
+            )?;
+            Self::gauge(
+                &mut encoder,
+                "process_threads",
+                "Number of OS threads in the process.",
+                None,
+                stat.num_threads as f64,
+            )?;
+            if let Ok(boot) = procfs::boot_time_secs() {
+                Self::gauge(
+                    &mut encoder,
+                    "process_start_time",
+                    "Start time of the process since the Unix epoch in seconds.",
+                    Some(&Unit::Seconds),
+                    boot as f64 + stat.starttime as f64 / ticks,
+                )?;
+            }
+        }
+        if let Ok(fds) = me.fd_count() {
+            Self::gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                fds as f64,
+            )?;
+        }
+        if let Ok(limits) = me.limits()
+            && let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit
+        {
+            Self::gauge(
+                &mut encoder,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                max as f64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_default_accept_gets_openmetrics() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn anything_else_gets_the_classic_format() {
+        for accept in [
+            None,
+            Some("*/*"),
+            Some("text/plain"),
+            Some("text/plain;version=0.0.4,application/openmetrics-text;q=0.5"),
+            Some("application/openmetrics-text;q=0, text/plain"),
+            Some("application/json"),
+        ] {
+            assert_eq!(Format::negotiate(accept), Format::Classic, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn every_series_of_a_served_app_exists_at_zero() {
+        let metrics = Metrics::default();
+        metrics.serving(["a"].into_iter());
+        for format in [Format::OpenMetrics, Format::Classic] {
+            let text = metrics.encode(format);
+            for line in [
+                "edge_apps 1",
+                "edge_requests_total{app=\"a\",class=\"5xx\"} 0",
+                "edge_guest_kills_total{app=\"a\",reason=\"memory_limit\"} 0",
+                "edge_deploys_total{app=\"a\",result=\"rejected\"} 0",
+                "edge_request_duration_seconds_count{app=\"a\"} 0",
+                "edge_instantiate_duration_seconds_count{app=\"a\"} 0",
+            ] {
+                assert!(
+                    text.lines().any(|l| l == line),
+                    "{format:?}: no `{line}` in\n{text}"
+                );
+            }
+            assert!(text.contains("process_resident_memory_bytes "), "{text}");
+            assert!(text.contains("process_cpu_seconds_total "), "{text}");
+            assert_eq!(text.ends_with("# EOF\n"), format == Format::OpenMetrics);
+        }
     }
 }

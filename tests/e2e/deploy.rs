@@ -472,11 +472,9 @@ async fn metrics_count_requests_kills_and_deploys() {
     assert!(ok);
     let m = admin(edge.admin, "GET", "/metrics", TOKEN, None, vec![]).await;
     assert_eq!(m.status, 200);
-    assert!(
-        m.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
+    assert_eq!(
+        m.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
     );
     for line in [
         "edge_requests_total{app=\"hello\",class=\"2xx\"} 3",

@@ -27,3 +27,6 @@ mod js;
 
 /// A Python app built with componentize-py.
 mod python;
+
+/// `/metrics` in both Prometheus formats, checked by the ecosystem's tools; `deploy/`.
+mod metrics;

@@ -296,6 +296,22 @@ pub async fn admin(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Resp {
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|ct| ("content-type", ct))
+        .into_iter()
+        .collect();
+    admin_with(addr, method, path, token, &headers, body).await
+}
+
+/// An admin-API request with `token` (none if empty) and extra `headers`.
+pub async fn admin_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Resp {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect admin");
@@ -310,8 +326,8 @@ pub async fn admin(
     if !token.is_empty() {
         req = req.header("authorization", format!("Bearer {token}"));
     }
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let resp = sender
         .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
