@@ -8,17 +8,23 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null
 # The JavaScript engine's C toolchain (clang-16, llvm-16, wasi-libc), for `edge build`.
 bash sdk-js/setup.sh
-# k6's own HTML reporter (npm), which the suite renders loadrig's JSON with.
-if [ ! -d target/npm/node_modules/k6-html-reporter ]; then
-  npm install --silent --no-audit --no-fund --prefix target/npm k6-html-reporter@1.0.5
+# npm: k6's own HTML reporter, which the suite renders loadrig's JSON with, and
+# puppeteer-core, which drives Debian's Chromium to render loadrig's HTML reports.
+if [ ! -d target/npm/node_modules/k6-html-reporter ] || [ ! -d target/npm/node_modules/puppeteer-core ]; then
+  npm install --silent --no-audit --no-fund --prefix target/npm \
+    k6-html-reporter@1.0.5 puppeteer-core@24.43.1
 fi
-# Prometheus' promtool (Debian package `prometheus`), which checks /metrics, the dashboard's
-# queries and the scrape config in deploy/.
-if ! command -v promtool >/dev/null; then
+# apt: Prometheus' promtool (package `prometheus`), which checks /metrics, the dashboard's
+# queries and the scrape config in deploy/; headless Chromium (package `chromium`) for the
+# screenshot tests of the HTML reports.
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Python tools in target/py: componentize-py (the Python example; examples/python/build.sh
 # installs it the same way) and the Prometheus Python client's strict OpenMetrics parser.

@@ -232,7 +232,9 @@ impl Point {
 impl Timeline {
     fn new() -> Self {
         Timeline {
-            interval: Duration::from_secs(1),
+            // 125 ms: a short run still draws a line, and 8 × 125 ms is 1 s, so
+            // coarsening meets the 1 s timelines of older summaries when merging.
+            interval: Duration::from_millis(125),
             points: Vec::new(),
             live: None,
         }

@@ -110,7 +110,22 @@ fn compare_runs_both_sides_and_reports_a_consistent_table() {
         );
     }
     let html = std::fs::read_to_string(&h).unwrap();
-    assert!(html.contains("<table>") && html.contains("<svg"), "{html}");
+    assert!(html.contains("<table>"), "{html}");
+    // In Chromium: per mode, native and wasm on one latency spectrum and one rate chart;
+    // then one bar per cold-start kind.
+    let charts = super::report::shapes(&super::report::render(&h, "compare"));
+    let pair = |caption: &str| (caption.to_string(), 2, 0);
+    let mut want = Vec::new();
+    for _ in modes {
+        want.push(pair("Latency by percentile (http_req_duration)"));
+        want.push(pair("Requests per second over time"));
+    }
+    want.push((
+        "Cold starts (ms): bar to the median, whisker from p90 to max".to_string(),
+        0,
+        5,
+    ));
+    assert_eq!(charts, want);
 }
 
 #[test]

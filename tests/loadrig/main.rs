@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 mod compare;
 mod k6;
+mod report;
 mod scenario;
 
 /// When the hello server stops answering: from `STALL_AFTER` after its first request, for
@@ -42,7 +43,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// A hyper server: `/` says hello with a `Server-Timing` header; `/stall` does too but
 /// holds every response that arrives during the stall window until the window ends.
-fn hello_server() -> SocketAddr {
+pub(crate) fn hello_server() -> SocketAddr {
     let first: Arc<Mutex<Option<Instant>>> = Arc::default();
     runtime().block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -164,7 +165,7 @@ pub(crate) fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-fn out(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+pub(crate) fn out(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
 }
 

@@ -582,7 +582,8 @@ pub fn json(c: &Comparison) -> Value {
     json!({"app": c.app, "native": c.urls[0], "wasm": c.urls[1], "request": c.request, "modes": modes, "cold_start": cold})
 }
 
-/// A self-contained HTML page: the tables and, per mode, each side's latency spectrum.
+/// A self-contained HTML page: per mode, the table and native and wasm on shared axes
+/// (latency percentile spectrum, rate over time); the cold starts as a chart and a table.
 pub fn html(c: &Comparison) -> String {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
@@ -604,12 +605,26 @@ pub fn html(c: &Comparison) -> String {
             .unwrap();
         }
         body.push_str("</table>\n");
-        body.push_str(&crate::report::spectrum_pair(
-            &mode.results[0],
-            &mode.results[1],
-        ));
+        let [native, wasm] = &mode.results;
+        body.push_str(r#"<div class="pair">"#);
+        body.push_str(&crate::report::spectrum_pair(native, wasm));
+        body.push_str(&crate::report::rate_pair(native, wasm));
+        body.push_str("</div>\n");
     }
     if !c.cold.is_empty() {
+        let rows: Vec<(&str, [f64; 3])> = c
+            .cold
+            .iter()
+            .map(|cs| {
+                let p = |q| cs.percentile(q);
+                (cs.name, [p(50.0), p(90.0), p(100.0)])
+            })
+            .collect();
+        body.push_str(&crate::report::range_bars(
+            "Cold starts (ms): bar to the median, whisker from p90 to max",
+            "ms",
+            &rows,
+        ));
         body.push_str("<h2>Cold start (ms)</h2><table><tr><th></th><th>n</th><th>p50</th><th>p90</th><th>max</th><th>how</th></tr>\n");
         for cs in &c.cold {
             writeln!(

@@ -28,7 +28,7 @@ fn chart(title: &str, y_unit: &str, series: &[Series], x_ticks: &[(f64, String)]
     const L: f64 = 64.0;
     const B: f64 = 36.0;
     const T: f64 = 16.0;
-    const R: f64 = 16.0;
+    const R: f64 = 30.0;
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let x_max = xs
         .fold(0.0_f64, f64::max)
@@ -52,8 +52,9 @@ fn chart(title: &str, y_unit: &str, series: &[Series], x_ticks: &[(f64, String)]
         let (right, at, label_x) = (W - R, py(y), L - 6.0);
         writeln!(
             s,
-            r##"<line x1="{L}" x2="{right}" y1="{at:.1}" y2="{at:.1}" stroke="#ddd"/><text x="{label_x}" y="{:.1}" text-anchor="end">{y:.3} {y_unit}</text>"##,
-            at + 4.0
+            r##"<line x1="{L}" x2="{right}" y1="{at:.1}" y2="{at:.1}" stroke="#ddd"/><text x="{label_x}" y="{:.1}" text-anchor="end">{} {y_unit}</text>"##,
+            at + 4.0,
+            axis_number(y, y_max)
         )
         .unwrap();
     }
@@ -76,7 +77,7 @@ fn chart(title: &str, y_unit: &str, series: &[Series], x_ticks: &[(f64, String)]
             .collect();
         writeln!(
             s,
-            r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/><text x="{}" y="{}" fill="{}">{}</text>"#,
+            r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/><text x="{}" y="{}" style="fill: {}; font-weight: 600">{}</text>"#,
             ser.color,
             pts.join(" "),
             L + 10.0 + 170.0 * i as f64,
@@ -157,17 +158,158 @@ pub fn spectrum_pair(native: &Results, wasm: &Results) -> String {
     )
 }
 
+/// An axis label for `y` on an axis up to `max`: as many decimals as the scale needs.
+fn axis_number(y: f64, max: f64) -> String {
+    match max {
+        m if m >= 100.0 => format!("{y:.0}"),
+        m if m >= 1.0 => format!("{y:.2}"),
+        _ => format!("{y:.3}"),
+    }
+}
+
+/// Six evenly spaced time ticks from 0 to `end` seconds.
+fn time_ticks(end: f64) -> Vec<(f64, String)> {
+    let n_ticks = 6;
+    (0..=n_ticks)
+        .map(|i| {
+            let x = end * i as f64 / n_ticks as f64;
+            (
+                x,
+                if end >= 12.0 {
+                    format!("{x:.0}s")
+                } else {
+                    format!("{x:.1}s")
+                },
+            )
+        })
+        .collect()
+}
+
+/// How long each interval of the timeline lasted: the interval, except the last, which
+/// ends with the run. A last interval under a tenth of the step is too short for a rate
+/// and is left out.
+fn interval_lengths(r: &Results) -> impl Iterator<Item = (usize, f64)> + '_ {
+    let step = r.timeline.interval.as_secs_f64();
+    let n = r.timeline.points.len();
+    let elapsed = r.elapsed.as_secs_f64();
+    (0..n)
+        .map(move |i| {
+            let len = if i + 1 == n && elapsed > 0.0 {
+                (elapsed - step * i as f64).min(step)
+            } else {
+                step
+            };
+            (i, len)
+        })
+        .filter(move |&(_, len)| len >= step / 10.0)
+}
+
+/// `(mid-interval time, responses per second)` for each interval of the timeline.
+fn rate_line(r: &Results) -> Vec<(f64, f64)> {
+    let step = r.timeline.interval.as_secs_f64();
+    interval_lengths(r)
+        .map(|(i, len)| {
+            let p = &r.timeline.points[i];
+            (step * i as f64 + len / 2.0, p.requests as f64 / len)
+        })
+        .collect()
+}
+
+/// Where the timeline ends: at the end of the run, within its last interval.
+fn timeline_end(r: &Results) -> f64 {
+    let full = r.timeline.interval.as_secs_f64() * r.timeline.points.len() as f64;
+    match r.elapsed.as_secs_f64() {
+        e if e > 0.0 => full.min(e),
+        _ => full,
+    }
+}
+
+/// Two runs' request rates over time on one chart (for `loadrig compare`).
+pub fn rate_pair(native: &Results, wasm: &Results) -> String {
+    chart(
+        "Requests per second over time",
+        "",
+        &[
+            Series {
+                name: "native",
+                color: "#2471a3",
+                points: rate_line(native),
+            },
+            Series {
+                name: "wasm",
+                color: "#c0392b",
+                points: rate_line(wasm),
+            },
+        ],
+        &time_ticks(timeline_end(native).max(timeline_end(wasm))),
+    )
+}
+
+/// A horizontal range chart: per row, a bar to the median and a whisker from the 90th
+/// percentile to the maximum, all on one linear axis in `unit`.
+pub fn range_bars(title: &str, unit: &str, rows: &[(&str, [f64; 3])]) -> String {
+    const W: f64 = 720.0;
+    const LABEL: f64 = 270.0;
+    const R: f64 = 30.0;
+    const ROW: f64 = 36.0;
+    const T: f64 = 8.0;
+    let rows: Vec<_> = rows
+        .iter()
+        .filter(|(_, v)| v.iter().all(|x| x.is_finite()))
+        .collect();
+    let h = T + ROW * rows.len() as f64 + 24.0;
+    let x_max = rows
+        .iter()
+        .map(|(_, v)| v[2])
+        .fold(0.0_f64, f64::max)
+        .max(1e-9)
+        * 1.05;
+    let px = |x: f64| LABEL + x / x_max * (W - LABEL - R);
+    let mut s = String::new();
+    writeln!(s, "<figure><figcaption>{}</figcaption>", escape(title)).unwrap();
+    writeln!(
+        s,
+        r#"<svg viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img">"#
+    )
+    .unwrap();
+    for i in 0..=4 {
+        let x = x_max * i as f64 / 4.0;
+        let (at, bottom) = (px(x), h - 20.0);
+        writeln!(
+            s,
+            r##"<line x1="{at:.1}" x2="{at:.1}" y1="{T}" y2="{bottom}" stroke="#eee"/><text x="{at:.1}" y="{:.1}" text-anchor="middle">{} {unit}</text>"##,
+            bottom + 14.0,
+            axis_number(x, x_max)
+        )
+        .unwrap();
+    }
+    let label_x = LABEL - 8.0;
+    for (i, (name, [p50, p90, max])) in rows.iter().enumerate() {
+        let y = T + ROW * i as f64;
+        let (bar_w, mid) = ((px(*p50) - LABEL).max(1.0), y + ROW / 2.0);
+        let (whisker_from, whisker_to) = (px(*p90), px(*max));
+        // The name, and under it the numbers; the bar, the whisker and its end cap.
+        writeln!(
+            s,
+            r##"<text x="{label_x}" y="{:.1}" text-anchor="end">{}</text><text x="{label_x}" y="{:.1}" text-anchor="end" style="fill: #888">p50 {p50:.2} · p90 {p90:.2} · max {max:.2}</text><rect x="{LABEL}" y="{:.1}" width="{bar_w:.1}" height="{:.1}" fill="#5b8db8"/><line x1="{whisker_from:.1}" x2="{whisker_to:.1}" y1="{mid:.1}" y2="{mid:.1}" stroke="#333"/><line x1="{whisker_to:.1}" x2="{whisker_to:.1}" y1="{:.1}" y2="{:.1}" stroke="#333"/>"##,
+            mid - 2.0,
+            escape(name),
+            mid + 11.0,
+            y + 8.0,
+            ROW - 16.0,
+            y + 10.0,
+            y + ROW - 10.0,
+        )
+        .unwrap();
+    }
+    s.push_str("</svg></figure>\n");
+    s
+}
+
 fn over_time(r: &Results) -> String {
     let step = r.timeline.interval.as_secs_f64();
     let points = &r.timeline.points;
-    let end = step * points.len() as f64;
-    let n_ticks = 6;
-    let ticks: Vec<(f64, String)> = (0..=n_ticks)
-        .map(|i| {
-            let x = end * i as f64 / n_ticks as f64;
-            (x, format!("{x:.0}s"))
-        })
-        .collect();
+    let ticks = time_ticks(timeline_end(r));
     let at = |i: usize| step * (i as f64 + 0.5);
     let rate = chart(
         "Requests per second",
@@ -176,19 +318,13 @@ fn over_time(r: &Results) -> String {
             Series {
                 name: "requests/s",
                 color: "#1e8449",
-                points: points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (at(i), p.requests as f64 / step))
-                    .collect(),
+                points: rate_line(r),
             },
             Series {
                 name: "failed/s",
                 color: "#c0392b",
-                points: points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (at(i), p.failed as f64 / step))
+                points: interval_lengths(r)
+                    .map(|(i, len)| (step * i as f64 + len / 2.0, points[i].failed as f64 / len))
                     .collect(),
             },
         ],

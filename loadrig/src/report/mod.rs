@@ -4,7 +4,7 @@
 mod html;
 mod text;
 
-pub use html::{html, spectrum_pair};
+pub use html::{html, range_bars, rate_pair, spectrum_pair};
 pub use text::text;
 
 /// Formats milliseconds as k6 does: `512µs`, `12.34ms`, `1.5s`.
