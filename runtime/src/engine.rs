@@ -25,7 +25,7 @@ const MAX_TABLES_PER_COMPONENT: u32 = 8;
 /// copied back from the image, and the next instance finds them mapped instead of taking
 /// a page fault each. A Rust guest's stack sits below 1 MiB and its heap just above, so
 /// 8 MiB covers typical handlers; a guest that dirties more has the rest `madvise`d.
-/// Measured with `benches/instantiate.rs`: see the README.
+/// Measured with `benches/instantiate.rs`: see docs/benchmarks.md.
 const MEMORY_KEEP_RESIDENT_SCANNED: usize = 8 << 20;
 /// Without `PAGEMAP_SCAN` keep-resident means `memset` of the whole prefix on every
 /// drop, so only a small prefix is worth it.
