@@ -129,7 +129,6 @@
   for (const h of ["content-type", "content-length", "date", "server", "etag", "location", "set-cookie",
     "cache-control", "connection", "server-timing", "last-modified", "vary", "transfer-encoding"])
     CANONICAL[h] = canonical(h);
-  const decoder = new TextDecoder();
   const jar = new Map(); // host → Map(name → value): the VU's cookies, kept across iterations.
 
   const formEncode = (obj) =>
@@ -176,9 +175,22 @@
   // A plain absolute http(s) URL, split without the general URL parser (the hot path).
   const SIMPLE_URL = /^(https?):\/\/([a-z0-9.\-]+(?::[0-9]+)?)(\/[^#\s]*)?$/;
 
+  const NO_TIMINGS = Object.freeze({ blocked: 0, connecting: 0, tls_handshaking: 0, sending: 0, waiting: 0, receiving: 0, duration: 0 });
+
   class Response {
-    constructor(fields) {
-      Object.assign(this, fields);
+    // Every field set in one order, so every response has one shape.
+    constructor(status, status_text, body, headers, cookies, url, proto, error, error_code, timings, request) {
+      this.status = status;
+      this.status_text = status_text;
+      this.body = body;
+      this.headers = headers;
+      this.cookies = cookies;
+      this.url = url;
+      this.proto = proto;
+      this.error = error;
+      this.error_code = error_code;
+      this.timings = timings;
+      this.request = request;
     }
     json(selector) {
       if (typeof this.body !== "string") throw new Error("the body is not text (responseType is not \"text\")");
@@ -224,7 +236,9 @@
     if (!hasAgent) headers["User-Agent"] = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
     let redirects = 0;
     const cookies = {};
-    const tagList = flatTags(tags);
+    const packedTags = flatTags(tags).join("\0");
+    // What the host does with the response body: 0 drop it, 1 text, 2 bytes.
+    const bodyMode = responseType === "text" ? 1 : responseType === "binary" ? 2 : 0;
     for (;;) {
       let scheme, authority, path, hostname;
       const m = SIMPLE_URL.exec(href);
@@ -247,41 +261,34 @@
       if (cookie) flat.push("Cookie", cookie);
       if (params.cookies) for (const [k, v] of Object.entries(params.cookies)) flat.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
       const sent = payload == null ? undefined : bytesOf(payload);
-      const r = n.http({ method, scheme, authority, path, headers: flat, body: sent, tags: tagList, timeout: +timeout });
-      if (r.error) {
-        return new Response({
-          status: 0, status_text: "", body: null, headers: {}, cookies, url: href, proto: "", error: r.error,
-          error_code: errorCode(r.error), timings: { blocked: 0, connecting: 0, tls_handshaking: 0, sending: 0, waiting: 0, receiving: 0, duration: 0 },
-          request: { method, url: href, headers, body: payload ?? "" },
-        });
+      const r = n.http(`${method}\0${scheme}\0${authority}\0${path}`, flat.join("\0"), sent, packedTags, +timeout, bodyMode);
+      if (r[0] === 0) {
+        return new Response(0, "", null, {}, cookies, href, "", r[1], errorCode(r[1]), NO_TIMINGS, { method, url: href, headers, body: payload ?? "" });
       }
       const out = {};
       let location;
-      for (let i = 0; i < r.headers.length; i += 2) {
-        const raw = r.headers[i];
+      const hs = r[1] === "" ? [] : r[1].split("\0");
+      for (let i = 0; i < hs.length; i += 2) {
+        const raw = hs[i];
         const name = CANONICAL[raw] ?? canonical(raw);
-        const value = r.headers[i + 1];
+        const value = hs[i + 1];
         if (name === "Set-Cookie") parseSetCookie(hostname, value, cookies);
         else if (name === "Location") location = value;
         out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
       }
-      if ([301, 302, 303, 307, 308].includes(r.status) && location && redirects < maxRedirects) {
+      const status = r[0];
+      if ((status === 301 || status === 302 || status === 303 || status === 307 || status === 308) && location && redirects < maxRedirects) {
         redirects++;
         href = new URL(location, href).href;
-        if (r.status === 303 || ((r.status === 301 || r.status === 302) && method === "POST")) {
+        if (status === 303 || ((status === 301 || status === 302) && method === "POST")) {
           method = "GET";
           payload = null;
         }
         continue;
       }
-      let responseBody = null;
-      if (responseType === "text") responseBody = r.body.length === 0 ? "" : decoder.decode(r.body);
-      else if (responseType === "binary") responseBody = arrayBufferOf(r.body);
-      return new Response({
-        status: r.status, status_text: `${r.status}`, body: responseBody, headers: out, cookies, url: href,
-        proto: "HTTP/1.1", error: "", error_code: 0, timings: r.timings,
-        request: { method, url: href, headers, body: payload ?? "" },
-      });
+      const responseBody = bodyMode === 2 ? arrayBufferOf(r[2]) : r[2];
+      const timings = { blocked: r[3], connecting: r[4], tls_handshaking: r[5], sending: r[6], waiting: r[7], receiving: r[8], duration: r[9] };
+      return new Response(status, `${status}`, responseBody, out, cookies, href, "HTTP/1.1", "", 0, timings, { method, url: href, headers, body: payload ?? "" });
     }
   }
 

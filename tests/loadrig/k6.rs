@@ -198,9 +198,11 @@ fn hostile_vus_are_contained_and_the_run_goes_on() {
         assert_eq!(code, 0, "{kind}\n{out}\n{err}");
         (t0.elapsed(), out, err)
     };
-    // `while (true) {}` is interrupted at the end of maxDuration + gracefulStop.
+    // `while (true) {}` is interrupted at the end of maxDuration + gracefulStop (2 s here;
+    // the bound only has to tell that from a run that never ends, on a loaded machine
+    // that also compiles the engine first).
     let (took, _, err) = hostile("spin");
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(took < Duration::from_secs(40), "{took:?}");
     assert!(err.contains("2 iteration(s) were interrupted"), "{err}");
     // An exception fails its iteration, logged once however many VUs and iterations.
     let (_, out, err) = hostile("throw");

@@ -1,6 +1,7 @@
-//! The host side of `wasi:http/outgoing-handler` for VUs: every request a scenario sends
-//! goes through loadrig's own HTTP/1.1 client ([`crate::h1`]), on the VU's own
-//! keep-alive connections, and is recorded with k6's phases and tags.
+//! The host side of `wasi:http/outgoing-handler` and `loadrig:scenario/http` for VUs:
+//! every request a scenario sends goes through loadrig's own HTTP/1.1 client
+//! ([`crate::h1`]), on the VU's own keep-alive connections, and is recorded with k6's
+//! phases and tags ([`Flight::send`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use crate::summary::MetricType;
 
 /// How long opening a connection may take unless the request says (k6 has no separate
 /// connect timeout; its request `timeout` default is 60 s).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A request's whole exchange may take this long unless the request says (k6's default).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections a VU keeps per destination.
@@ -115,6 +116,232 @@ type SendFuture = Box<
         > + Send,
 >;
 
+/// One request, from either interface (`wasi:http` or `loadrig:scenario/http`).
+pub struct Request {
+    /// The method.
+    pub method: http::Method,
+    /// `http`; anything else is refused (no TLS yet).
+    pub scheme: String,
+    /// `host[:port]`.
+    pub authority: http::uri::Authority,
+    /// The path and query.
+    pub path: String,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+    /// How long the exchange may take.
+    pub timeout: Duration,
+}
+
+/// A response, read whole.
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// Header names as received, and values.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// Its phases.
+    pub timings: Timings,
+}
+
+/// A request under way: what it needs of its VU, taken when it was made, so the exchange
+/// borrows nothing.
+pub struct Flight {
+    pool: Arc<Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>>,
+    resolved: Arc<Mutex<HashMap<String, SocketAddr>>>,
+    results: Arc<Mutex<Results>>,
+    clock: Clock,
+    lateness: u64,
+    tags: Vec<(String, String)>,
+    last: Arc<Mutex<Option<Timings>>>,
+    called: u64,
+}
+
+impl Client {
+    /// Starts a request now, tagged with the VU's tags and `extra` (the request's own).
+    pub fn flight(&self, extra: &[(String, String)]) -> Flight {
+        Flight {
+            pool: self.pool.clone(),
+            resolved: self.resolved.clone(),
+            results: self.results.clone(),
+            clock: self.clock,
+            lateness: self.lateness.load(Relaxed),
+            tags: self.tags(extra),
+            last: self.last.clone(),
+            called: self.clock.now(),
+        }
+    }
+}
+
+impl Flight {
+    /// Resolves, sends and reads `request` on one of the VU's connections, and records it
+    /// with k6's phases and tags.
+    pub async fn send(self, request: Request) -> Result<Reply, HttpError> {
+        let Flight {
+            pool,
+            resolved,
+            results,
+            clock,
+            lateness,
+            mut tags,
+            last,
+            called,
+        } = self;
+        if request.scheme != "http" {
+            return Err(HttpError::InternalError(Some(format!(
+                "loadrig speaks plain HTTP/1.1 only; `{}://` is not supported yet",
+                request.scheme
+            ))));
+        }
+        let authority = &request.authority;
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        // An address needs no lookup; a name is resolved once per VU (the lookup is a
+        // blocking call on another thread, which would cost every request a hand-off).
+        let cached = resolved
+            .lock()
+            .expect("dns lock")
+            .get(authority.as_str())
+            .copied();
+        let addr = match (host.parse::<std::net::IpAddr>(), cached) {
+            (Ok(ip), _) => SocketAddr::new(ip, port),
+            (_, Some(addr)) => addr,
+            _ => {
+                let addr = tokio::net::lookup_host((host, port))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or(HttpError::DestinationNotFound)?;
+                resolved
+                    .lock()
+                    .expect("dns lock")
+                    .insert(authority.as_str().to_owned(), addr);
+                addr
+            }
+        };
+        let url = format!("http://{}{}", authority.as_str(), request.path);
+        let method = request.method;
+        let encoded = h1::encode_request(
+            &method,
+            &request.path,
+            authority.as_str(),
+            &request.headers,
+            &request.body,
+        );
+        let out = Outgoing {
+            addr,
+            encoded,
+            head_only: method == http::Method::HEAD,
+            connect_timeout: request.connect_timeout,
+            timeout: request.timeout,
+        };
+        // Under an arrival-rate executor the iteration's lateness shifts every request
+        // back to when it would have started on schedule.
+        let intended = called.saturating_sub(lateness);
+        let mut captured = Captured::default();
+        let outcome = exchange(&pool, &out, clock, &mut captured).await;
+        let ended = clock.now();
+        for (k, v) in [
+            ("method", method.as_str().to_owned()),
+            ("url", url.clone()),
+            ("proto", "HTTP/1.1".to_owned()),
+        ] {
+            if !tags.iter().any(|(k2, _)| k2 == k) {
+                tags.push((k.into(), v));
+            }
+        }
+        if !tags.iter().any(|(k, _)| k == "name") {
+            tags.push(("name".into(), url));
+        }
+        let mut results = results.lock().expect("results lock");
+        match outcome {
+            Ok((r, connecting, started, bytes, opened)) => {
+                if opened {
+                    results.connections_opened += 1;
+                }
+                let status = r.status;
+                let sample = Sample {
+                    intended,
+                    ready: intended.max(called),
+                    connecting,
+                    started,
+                    sent: r.sent,
+                    first_byte: r.first_byte,
+                    ended: r.ended,
+                    status,
+                };
+                results.record_response(&sample);
+                results.bytes_received += bytes.0;
+                results.bytes_sent += bytes.1;
+                for v in &r.server_timing {
+                    for (name, dur) in crate::drive::server_timings(v) {
+                        results.record_server_timing(&name, dur);
+                    }
+                }
+                tags.push(("status".into(), status.to_string()));
+                let expected = (200..400).contains(&status);
+                tags.push(("expected_response".into(), expected.to_string()));
+                let ms = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e6;
+                let t = Timings {
+                    blocked: ms(started, called),
+                    connecting: connecting as f64 / 1e6,
+                    sending: ms(r.sent, started),
+                    waiting: ms(r.first_byte, r.sent),
+                    receiving: ms(r.ended, r.first_byte),
+                    duration: ms(r.ended, started),
+                };
+                let m = &mut results.metrics;
+                for (name, v) in [
+                    ("http_req_blocked", ms(started, intended)),
+                    ("http_req_connecting", t.connecting),
+                    ("http_req_sending", t.sending),
+                    ("http_req_waiting", t.waiting),
+                    ("http_req_receiving", t.receiving),
+                    ("http_req_duration", ms(r.ended, intended)),
+                    ("http_req_duration_uncorrected", t.duration),
+                ] {
+                    m.feed_submetrics(name, MetricType::Trend, true, v, &tags);
+                }
+                m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
+                m.feed_submetrics(
+                    "http_req_failed",
+                    MetricType::Rate,
+                    false,
+                    (!expected) as u8 as f64,
+                    &tags,
+                );
+                drop(results);
+                *last.lock().expect("timings lock") = Some(t);
+                Ok(Reply {
+                    status,
+                    headers: captured.headers,
+                    body: captured.body,
+                    timings: t,
+                })
+            }
+            Err(kind) => {
+                results.record_error(kind, ended);
+                tags.push(("status".into(), "0".into()));
+                tags.push(("expected_response".into(), "false".into()));
+                tags.push(("error_code".into(), kind.name().into()));
+                let m = &mut results.metrics;
+                m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
+                m.feed_submetrics("http_req_failed", MetricType::Rate, false, 1.0, &tags);
+                drop(results);
+                *last.lock().expect("timings lock") = None;
+                Err(http_error(kind))
+            }
+        }
+    }
+}
+
 /// One exchange, ready to go.
 struct Outgoing {
     addr: SocketAddr,
@@ -131,15 +358,8 @@ impl WasiHttpHooks for Client {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        let pool = self.pool.clone();
-        let resolved = self.resolved.clone();
-        let results = self.results.clone();
-        let clock = self.clock;
-        let lateness = self.lateness.load(Relaxed);
         let extra = std::mem::take(&mut self.next_tags);
-        let mut tags = self.tags(&extra);
-        let last = self.last.clone();
-        let called = clock.now();
+        let flight = self.flight(&extra);
         Box::new(async move {
             let (parts, body) = request.into_parts();
             let body = body
@@ -147,182 +367,45 @@ impl WasiHttpHooks for Client {
                 .await
                 .map_err(|e| HttpError::InternalError(Some(format!("request body: {e}"))))?
                 .to_bytes();
-            let uri = &parts.uri;
-            match uri.scheme_str() {
-                Some("http") | None => {}
-                Some(other) => {
-                    return Err(HttpError::InternalError(Some(format!(
-                        "loadrig speaks plain HTTP/1.1 only; `{other}://` is not supported yet"
-                    ))));
-                }
-            }
-            let authority = uri
-                .authority()
-                .ok_or(HttpError::HttpRequestUriInvalid)?
-                .clone();
-            let port = authority.port_u16().unwrap_or(80);
-            let host = authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            // An address needs no lookup; a name is resolved once per VU (the lookup is a
-            // blocking call on another thread, which would cost every request a hand-off).
-            let cached = resolved
-                .lock()
-                .expect("dns lock")
-                .get(authority.as_str())
-                .copied();
-            let addr = match (host.parse::<std::net::IpAddr>(), cached) {
-                (Ok(ip), _) => SocketAddr::new(ip, port),
-                (_, Some(addr)) => addr,
-                _ => {
-                    let addr = tokio::net::lookup_host((host, port))
-                        .await
-                        .ok()
-                        .and_then(|mut a| a.next())
-                        .ok_or(HttpError::DestinationNotFound)?;
-                    resolved
-                        .lock()
-                        .expect("dns lock")
-                        .insert(authority.as_str().to_owned(), addr);
-                    addr
-                }
-            };
-            let url = uri.to_string();
-            let method = parts.method.clone();
-            let mut headers = HeaderMap::new();
-            for (name, value) in &parts.headers {
-                headers.append(name.clone(), value.clone());
-            }
-            let encoded = h1::encode_request(
-                &method,
-                uri.path_and_query().map_or("/", |p| p.as_str()),
-                authority.as_str(),
-                &headers,
-                &body,
-            );
+            let uri = parts.uri;
             let opts = options.unwrap_or_default();
-            let out = Outgoing {
-                addr,
-                encoded,
-                head_only: method == http::Method::HEAD,
+            let request = Request {
+                method: parts.method,
+                scheme: uri.scheme_str().unwrap_or("http").to_owned(),
+                authority: uri
+                    .authority()
+                    .ok_or(HttpError::HttpRequestUriInvalid)?
+                    .clone(),
+                path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+                headers: parts.headers,
+                body,
                 connect_timeout: opts.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
                 timeout: opts.first_byte_timeout.unwrap_or(REQUEST_TIMEOUT),
             };
-            // Under an arrival-rate executor the iteration's lateness shifts every request
-            // back to when it would have started on schedule.
-            let intended = called.saturating_sub(lateness);
-            let mut captured = Captured::default();
-            let outcome = exchange(&pool, &out, clock, &mut captured).await;
-            let ended = clock.now();
-            for (k, v) in [
-                ("method", method.as_str().to_owned()),
-                ("url", url.clone()),
-                ("proto", "HTTP/1.1".to_owned()),
-            ] {
-                if !tags.iter().any(|(k2, _)| k2 == k) {
-                    tags.push((k.into(), v));
+            let reply = flight.send(request).await?;
+            let mut response = http::Response::builder().status(reply.status);
+            for (name, value) in reply.headers {
+                // The body is handed over whole and de-chunked.
+                if name.eq_ignore_ascii_case("transfer-encoding") {
+                    continue;
+                }
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_bytes(&value),
+                ) {
+                    response = response.header(n, v);
                 }
             }
-            if !tags.iter().any(|(k, _)| k == "name") {
-                tags.push(("name".into(), url));
-            }
-            let mut results = results.lock().expect("results lock");
-            match outcome {
-                Ok((r, connecting, started, bytes, opened)) => {
-                    if opened {
-                        results.connections_opened += 1;
-                    }
-                    let status = r.status;
-                    let sample = Sample {
-                        intended,
-                        ready: intended.max(called),
-                        connecting,
-                        started,
-                        sent: r.sent,
-                        first_byte: r.first_byte,
-                        ended: r.ended,
-                        status,
-                    };
-                    results.record_response(&sample);
-                    results.bytes_received += bytes.0;
-                    results.bytes_sent += bytes.1;
-                    for v in &r.server_timing {
-                        for (name, dur) in crate::drive::server_timings(v) {
-                            results.record_server_timing(&name, dur);
-                        }
-                    }
-                    tags.push(("status".into(), status.to_string()));
-                    let expected = (200..400).contains(&status);
-                    tags.push(("expected_response".into(), expected.to_string()));
-                    let ms = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e6;
-                    let t = Timings {
-                        blocked: ms(started, called),
-                        connecting: connecting as f64 / 1e6,
-                        sending: ms(r.sent, started),
-                        waiting: ms(r.first_byte, r.sent),
-                        receiving: ms(r.ended, r.first_byte),
-                        duration: ms(r.ended, started),
-                    };
-                    let m = &mut results.metrics;
-                    for (name, v) in [
-                        ("http_req_blocked", ms(started, intended)),
-                        ("http_req_connecting", t.connecting),
-                        ("http_req_sending", t.sending),
-                        ("http_req_waiting", t.waiting),
-                        ("http_req_receiving", t.receiving),
-                        ("http_req_duration", ms(r.ended, intended)),
-                        ("http_req_duration_uncorrected", t.duration),
-                    ] {
-                        m.feed_submetrics(name, MetricType::Trend, true, v, &tags);
-                    }
-                    m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
-                    m.feed_submetrics(
-                        "http_req_failed",
-                        MetricType::Rate,
-                        false,
-                        (!expected) as u8 as f64,
-                        &tags,
-                    );
-                    drop(results);
-                    *last.lock().expect("timings lock") = Some(t);
-                    let mut response = http::Response::builder().status(status);
-                    for (name, value) in captured.headers {
-                        // The body is handed over whole and de-chunked.
-                        if name.eq_ignore_ascii_case("transfer-encoding") {
-                            continue;
-                        }
-                        if let (Ok(n), Ok(v)) = (
-                            HeaderName::from_bytes(name.as_bytes()),
-                            HeaderValue::from_bytes(&value),
-                        ) {
-                            response = response.header(n, v);
-                        }
-                    }
-                    let body = Full::new(Bytes::from(captured.body))
-                        .map_err(|never| match never {})
-                        .boxed_unsync();
-                    let response = response
-                        .body(body)
-                        .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
-                    Ok((
-                        response,
-                        Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
-                    ))
-                }
-                Err(kind) => {
-                    results.record_error(kind, ended);
-                    tags.push(("status".into(), "0".into()));
-                    tags.push(("expected_response".into(), "false".into()));
-                    tags.push(("error_code".into(), kind.name().into()));
-                    let m = &mut results.metrics;
-                    m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
-                    m.feed_submetrics("http_req_failed", MetricType::Rate, false, 1.0, &tags);
-                    drop(results);
-                    *last.lock().expect("timings lock") = None;
-                    Err(http_error(kind))
-                }
-            }
+            let body = Full::new(Bytes::from(reply.body))
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let response = response
+                .body(body)
+                .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
+            Ok((
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+            ))
         })
     }
 }

@@ -11,7 +11,7 @@ use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::client::{Client, Clock};
+use super::client::{CONNECT_TIMEOUT, Client, Clock, Request};
 use crate::record::Results;
 use crate::summary::MetricType;
 
@@ -20,7 +20,11 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "vu",
-        imports: { "loadrig:scenario/host.sleep": async | trappable, default: trappable },
+        imports: {
+            "loadrig:scenario/host.sleep": async | trappable,
+            "loadrig:scenario/http.send": async | trappable,
+            default: trappable,
+        },
         exports: { default: async },
     });
 }
@@ -28,6 +32,7 @@ mod bindings {
 pub use bindings::VuPre;
 pub use bindings::loadrig::scenario::host::VuContext;
 use bindings::loadrig::scenario::host::{self, MetricKind};
+use bindings::loadrig::scenario::http as one_call;
 
 /// A VU's linear memory may grow to this (a VU that allocates past it gets an allocation
 /// failure inside, which fails its iteration, never the run).
@@ -239,15 +244,7 @@ impl host::Host for VuState {
             .last
             .lock()
             .expect("timings lock")
-            .map(|t| host::Timings {
-                blocked: t.blocked,
-                connecting: t.connecting,
-                tls_handshaking: 0.0,
-                sending: t.sending,
-                waiting: t.waiting,
-                receiving: t.receiving,
-                duration: t.duration,
-            }))
+            .map(wit_timings))
     }
 
     fn abort(&mut self, reason: String) -> wasmtime::Result<()> {
@@ -268,6 +265,94 @@ const RESERVED: &[&str] = &[
     "dropped_iterations",
 ];
 
+/// A request's phases as the WIT has them (no TLS yet).
+fn wit_timings(t: super::client::Timings) -> host::Timings {
+    host::Timings {
+        blocked: t.blocked,
+        connecting: t.connecting,
+        tls_handshaking: 0.0,
+        sending: t.sending,
+        waiting: t.waiting,
+        receiving: t.receiving,
+        duration: t.duration,
+    }
+}
+
+/// Splits a NUL-separated list of alternating names and values (`""`: none).
+fn pairs(packed: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut parts = packed.split('\0').filter(|_| !packed.is_empty());
+    std::iter::from_fn(move || Some((parts.next()?, parts.next().unwrap_or(""))))
+}
+
+impl one_call::Host for VuState {
+    async fn send(
+        &mut self,
+        request: one_call::Request,
+    ) -> wasmtime::Result<Result<one_call::Response, String>> {
+        let invalid =
+            |what: &str, value: &str| Ok(Err(format!("HttpRequestUriInvalid: {what} `{value}`")));
+        let Ok(method) = http::Method::from_bytes(request.method.as_bytes()) else {
+            return invalid("method", &request.method);
+        };
+        let Ok(authority) = request.authority.parse::<http::uri::Authority>() else {
+            return invalid("authority", &request.authority);
+        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in pairs(&request.headers) {
+            match (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    headers.append(n, v);
+                }
+                _ => return Ok(Err(format!("HeaderError: invalid header `{name}`"))),
+            }
+        }
+        let tags: Vec<(String, String)> = pairs(&request.tags)
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let timeout = std::time::Duration::from_secs_f64((request.timeout_ms / 1e3).max(1e-3));
+        let flight = self.client.flight(&tags);
+        let sent = flight
+            .send(Request {
+                method,
+                scheme: request.scheme,
+                authority,
+                path: request.path,
+                headers,
+                body: request.body.into(),
+                connect_timeout: CONNECT_TIMEOUT.min(timeout),
+                timeout,
+            })
+            .await;
+        Ok(match sent {
+            Ok(reply) => {
+                let mut packed = String::new();
+                for (name, value) in &reply.headers {
+                    // The body is handed over whole and de-chunked.
+                    if name.eq_ignore_ascii_case("transfer-encoding") {
+                        continue;
+                    }
+                    if !packed.is_empty() {
+                        packed.push('\0');
+                    }
+                    packed.push_str(name);
+                    packed.push('\0');
+                    packed.push_str(&String::from_utf8_lossy(value));
+                }
+                Ok(one_call::Response {
+                    status: reply.status,
+                    headers: packed,
+                    body: reply.body,
+                    timings: wit_timings(reply.timings),
+                })
+            }
+            Err(code) => Err(format!("{code:?}")),
+        })
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -282,6 +367,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<VuState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     host::add_to_linker::<VuState, HasSelf<VuState>>(&mut linker, |s| s)?;
+    one_call::add_to_linker::<VuState, HasSelf<VuState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
 

@@ -415,52 +415,72 @@ fn native_add(
     host::add(&name, kind, is_time, value, &pairs(&tags)).err()
 }
 
-/// One request: `{method, scheme, authority, path, headers, body?, tags, timeout}` →
-/// `{status, headers, body, timings}`, or `{error}` when there was no response.
-fn native_http<'js>(ctx: Ctx<'js>, spec: Object<'js>) -> rquickjs::Result<Object<'js>> {
-    let get = |k: &str| -> rquickjs::Result<String> { spec.get(k) };
-    let headers: Vec<String> = spec.get("headers")?;
-    let tags: Vec<String> = spec.get("tags")?;
-    let body: Option<TypedArray<u8>> = spec.get("body")?;
+/// One request in one host call (`loadrig:scenario/http`), strings packed with NUL
+/// separators so that crossing into Rust costs one conversion each:
+/// `http("METHOD\0scheme\0authority\0path", headers, body?, tags, timeout_ms, mode)`
+/// with `headers` and `tags` alternating names and values. `mode` is what to do with the
+/// response body: 0 drop it, 1 decode it as UTF-8 text, 2 hand over its bytes. Returns
+/// `[status, headers, body, blocked, connecting, tls_handshaking, sending, waiting,
+/// receiving, duration]` (headers packed the same way; an array, so no property names are
+/// looked up), or `[0, error]` when there was no response.
+fn native_http<'js>(
+    ctx: Ctx<'js>,
+    head: String,
+    headers: String,
+    body: Option<TypedArray<'js, u8>>,
+    tags: String,
+    timeout_ms: f64,
+    mode: u32,
+) -> rquickjs::Result<Array<'js>> {
+    let mut parts = head.splitn(4, '\0');
+    let mut next = || parts.next().unwrap_or_default().to_owned();
+    let (method, scheme, authority, path) = (next(), next(), next(), next());
     // SAFETY: copied before any JavaScript runs.
-    let body = body.map(|b| unsafe { b.as_bytes() }.unwrap_or_default().to_vec());
-    let timeout: f64 = spec.get::<_, Option<f64>>("timeout")?.unwrap_or(60_000.0);
-    host::tag_next_request(&pairs(&tags));
-    let sent = crate::outbound::send(
-        get("method")?,
-        get("scheme")?,
-        get("authority")?,
-        get("path")?,
-        &headers,
+    let body = body
+        .map(|b| unsafe { b.as_bytes() }.unwrap_or_default().to_vec())
+        .unwrap_or_default();
+    let sent = loadrig::scenario::http::send(&loadrig::scenario::http::Request {
+        method,
+        scheme,
+        authority,
+        path,
+        headers,
         body,
-        Some((timeout.max(1.0) * 1e6) as u64),
-    );
+        tags,
+        timeout_ms: timeout_ms.max(1.0),
+    });
+    let out = Array::new(ctx.clone())?;
     match sent {
-        Ok((status, headers, body)) => {
-            let result = crate::outbound::reply_object(&ctx, status, headers, body)?;
-            let t = Object::new(ctx.clone())?;
-            if let Some(h) = host::last_timings() {
-                for (k, v) in [
-                    ("blocked", h.blocked),
-                    ("connecting", h.connecting),
-                    ("tls_handshaking", h.tls_handshaking),
-                    ("sending", h.sending),
-                    ("waiting", h.waiting),
-                    ("receiving", h.receiving),
-                    ("duration", h.duration),
-                ] {
-                    t.set(k, v)?;
-                }
+        Ok(r) => {
+            out.set(0, r.status)?;
+            out.set(1, r.headers)?;
+            match mode {
+                1 => out.set(2, String::from_utf8_lossy(&r.body).as_ref())?,
+                2 => out.set(2, TypedArray::<u8>::new(ctx.clone(), r.body)?)?,
+                _ => out.set(2, Value::new_null(ctx.clone()))?,
             }
-            result.set("timings", t)?;
-            Ok(result)
+            let t = r.timings;
+            for (i, v) in [
+                t.blocked,
+                t.connecting,
+                t.tls_handshaking,
+                t.sending,
+                t.waiting,
+                t.receiving,
+                t.duration,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                out.set(3 + i, v)?;
+            }
         }
         Err(message) => {
-            let result = Object::new(ctx.clone())?;
-            result.set("error", message)?;
-            Ok(result)
+            out.set(0, 0)?;
+            out.set(1, message)?;
         }
     }
+    Ok(out)
 }
 
 fn digest_of(algo: &str, data: &[u8]) -> Option<Vec<u8>> {
