@@ -43,14 +43,20 @@ fn scenario() -> &'static str {
     .unwrap()
 }
 
-/// `native --app api` on a free port, for the whole test binary.
+/// `native --app api` on a free port, for the whole test process. A static is never
+/// dropped, so a small shell watches this process and stops the server when it exits.
 pub(super) fn api() -> String {
     static URL: OnceLock<(Server, String)> = OnceLock::new();
     URL.get_or_init(|| {
         cargo_build(root(), &["-p", "edge-native"]);
         let bin = root().join("target/release/native");
-        let mut cmd = Command::new(bin);
-        cmd.args(["--app", "api", "--listen", "127.0.0.1:0"]);
+        let mut cmd = Command::new("bash");
+        cmd.args([
+            "-c",
+            r#""$0" --app api --listen 127.0.0.1:0 & server=$!; tail --pid="$1" -f /dev/null; kill $server"#,
+        ])
+        .arg(bin)
+        .arg(std::process::id().to_string());
         let server = Server::start(cmd, None, false).unwrap();
         let url = server.url.trim_end_matches('/').to_owned();
         (server, url)
