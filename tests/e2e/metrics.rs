@@ -41,22 +41,28 @@ fn promtool() -> PathBuf {
     tool(found)
 }
 
-/// Runs `promtool ARGS` with `stdin`, returning (success, stdout + stderr).
-fn run_promtool(args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new(promtool())
-        .args(args)
+/// Runs `cmd` with `stdin` written to it, and waits for its output.
+fn run_with_input(mut cmd: Command, stdin: &str) -> std::process::Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("running promtool");
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     child
         .stdin
         .take()
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `promtool ARGS` with `stdin`, returning (success, stdout + stderr).
+fn run_promtool(args: &[&str], stdin: &str) -> (bool, String) {
+    let mut cmd = Command::new(promtool());
+    cmd.args(args);
+    let out = run_with_input(cmd, stdin);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
@@ -76,20 +82,9 @@ families = [
 ]
 print(json.dumps(families))
 "#;
-    let mut child = Command::new(tool(repo_root().join("target/py/bin/python")))
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(tool(repo_root().join("target/py/bin/python")));
+    cmd.args(["-c", SCRIPT]);
+    let out = run_with_input(cmd, body);
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
