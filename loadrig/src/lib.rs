@@ -9,6 +9,8 @@
 //!   → summary (k6-shaped metrics) → report (text | JSON | HTML) → threshold → exit code
 //! ```
 //!
+//! `ws` drives WebSocket connections through the same record → summary → report stages.
+//!
 //! Latency is measured from when each request was *due* (wrk2's correction for
 //! coordinated omission); the uncorrected histogram is kept beside it.
 
@@ -23,3 +25,4 @@ pub mod report;
 pub mod scenario;
 pub mod summary;
 pub mod threshold;
+pub mod ws;

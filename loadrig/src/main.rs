@@ -3,10 +3,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use loadrig::commands::{Usage, Verdict, compare::CompareArgs, merge::MergeArgs, run::RunArgs};
+use loadrig::commands::{
+    Usage, Verdict, compare::CompareArgs, merge::MergeArgs, run::RunArgs, ws::WsArgs,
+};
 use loadrig::scenario::ScenarioError;
 
-/// An HTTP load generator: closed and open (coordinated-omission-corrected) models,
+/// An HTTP and WebSocket load generator: closed and open (coordinated-omission-corrected) models,
 /// k6-named phases, HDR histograms, thresholds, and mergeable split runs.
 #[derive(Debug, Parser)]
 #[command(name = "loadrig", version)]
@@ -18,6 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(Box<RunArgs>),
+    Ws(Box<WsArgs>),
     Merge(MergeArgs),
     Compare(CompareArgs),
 }
@@ -26,6 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Run(args) => args.execute(),
+        Command::Ws(args) => args.execute(),
         Command::Merge(args) => args.execute(),
         Command::Compare(args) => args.execute(),
     };

@@ -377,6 +377,12 @@ impl Results {
         self.timeline.record(at_ns, true, None);
     }
 
+    /// Records one event on the timeline (a WebSocket round trip, a failure) without
+    /// touching the HTTP trends: `latency_us` feeds the interval's latency histogram.
+    pub fn record_point(&mut self, at_ns: u64, failed: bool, latency_us: Option<u64>) {
+        self.timeline.record(at_ns, failed, latency_us);
+    }
+
     /// Records a `Server-Timing` entry (`dur` in milliseconds).
     pub fn record_server_timing(&mut self, name: &str, dur_ms: f64) {
         let value = (dur_ms * 1000.0).round().max(0.0) as u64;

@@ -131,6 +131,12 @@ pub fn metric_type(name: &str) -> Option<MetricType> {
     if Trend::ALL.iter().any(|t| t.name() == name) || name.starts_with(SERVER_TIMING_PREFIX) {
         return Some(MetricType::Trend);
     }
+    if crate::ws::TRENDS.contains(&name) {
+        return Some(MetricType::Trend);
+    }
+    if crate::ws::COUNTERS.contains(&name) {
+        return Some(MetricType::Counter);
+    }
     match name {
         "http_reqs" | "data_received" | "data_sent" | "loadrig_late_sends" => {
             Some(MetricType::Counter)
@@ -154,6 +160,8 @@ pub fn known_metrics() -> Vec<&'static str> {
         "loadrig_cpu",
         "loadrig_connections",
     ]);
+    v.extend(crate::ws::TRENDS);
+    v.extend(crate::ws::COUNTERS);
     v
 }
 
@@ -176,7 +184,10 @@ pub fn value(r: &Results, metric: &str, agg: &str) -> Option<f64> {
     if let Some(m) = r.metrics.submetrics.get(metric) {
         return m.value(agg, secs);
     }
-    if metric_type(metric).is_none() {
+    let named = metric_type(metric).is_none()
+        || crate::ws::TRENDS.contains(&metric)
+        || crate::ws::COUNTERS.contains(&metric);
+    if named {
         return r.metrics.metrics.get(metric)?.value(agg, secs);
     }
     let counter = |n: u64| match agg {

@@ -51,6 +51,13 @@ impl Threshold {
     /// Parses `[metric:]aggregate OP value[unit]`; the metric defaults to
     /// `http_req_duration`; a rate or counter metric may omit the aggregate (`errors<1%`).
     pub fn parse(s: &str) -> anyhow::Result<Threshold> {
+        Self::parse_on(s, "http_req_duration")
+    }
+
+    /// Parses as [`Threshold::parse`] does, with `default_metric` for a bare aggregate
+    /// (`ws_rtt` in a WebSocket run). The metric may be a submetric
+    /// (`ws_errors{kind:timeout}`), typed as its parent.
+    pub fn parse_on(s: &str, default_metric: &str) -> anyhow::Result<Threshold> {
         let src = s.trim();
         let (pos, text, op) = OPS
             .iter()
@@ -62,12 +69,13 @@ impl Threshold {
         let (lhs, rhs) = (src[..pos].trim(), src[pos + text.len()..].trim());
         let (metric, agg) = match lhs.split_once(':') {
             Some((m, a)) => (m.trim().to_owned(), a.trim().to_owned()),
-            None if is_agg(lhs) => ("http_req_duration".to_owned(), lhs.to_owned()),
+            None if is_agg(lhs) => (default_metric.to_owned(), lhs.to_owned()),
             None => (lhs.to_owned(), String::new()),
         };
-        let ty = summary::metric_type(&metric).with_context(|| {
+        let base = metric.split('{').next().unwrap_or(&metric).trim();
+        let ty = summary::metric_type(base).with_context(|| {
             format!(
-                "threshold `{s}`: unknown metric `{metric}`; known: {}, and server_timing_NAME",
+                "threshold `{s}`: unknown metric `{base}`; known: {}, and server_timing_NAME",
                 summary::known_metrics().join(", ")
             )
         })?;

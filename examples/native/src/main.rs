@@ -5,8 +5,11 @@
 //! ```text
 //! native --app site --listen 127.0.0.1:0     # prints `Serving HTTP on http://ADDR/`
 //! ```
+//!
+//! Every app also answers `GET /ws` as a WebSocket echo endpoint (see `ws.rs`).
 
 mod api;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +47,9 @@ async fn serve(
     handle: Handler,
     api: Option<Arc<api::Api>>,
 ) -> anyhow::Result<Response<Full<Bytes>>> {
+    if req.uri().path() == ws::PATH {
+        return Ok(ws::upgrade(req));
+    }
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, apps::MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -116,7 +122,7 @@ fn main() -> anyhow::Result<()> {
                 let service =
                     hyper::service::service_fn(move |req| serve(req, handle, api.clone()));
                 let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await;
             });
         }

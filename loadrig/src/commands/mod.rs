@@ -4,6 +4,7 @@ pub mod compare;
 pub mod merge;
 pub mod run;
 pub mod script;
+pub mod ws;
 
 use std::path::Path;
 

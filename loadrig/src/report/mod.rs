@@ -59,5 +59,9 @@ pub fn warnings(r: &crate::record::Results, open_model: bool) -> Vec<String> {
     if r.requests() > 0 && r.responses() == 0 {
         w.push("no request got a response: see errors".into());
     }
+    let count = |name: &str| crate::summary::value(r, name, "count").unwrap_or(0.0);
+    if r.metrics.metrics.contains_key("ws_sessions") && count("ws_sessions") == 0.0 {
+        w.push("no WebSocket connection opened: see ws_errors".into());
+    }
     w
 }

@@ -17,12 +17,13 @@ pub(super) fn describe(run: &RunInfo) -> String {
         return s;
     }
     let mut s = format!("{} {}  {} model, ", run.method, run.url, run.model);
+    let unit = if run.method == "ws" { "msg/s" } else { "req/s" };
     match (run.rate, run.stages.is_empty()) {
-        (Some(r), true) => write!(s, "{r} req/s, ").unwrap(),
+        (Some(r), true) => write!(s, "{r} {unit}, ").unwrap(),
         (r, false) => write!(
             s,
             "{}stages {}, ",
-            r.map(|r| format!("from {r} req/s, ")).unwrap_or_default(),
+            r.map(|r| format!("from {r} {unit}, ")).unwrap_or_default(),
             run.stages.join(" ")
         )
         .unwrap(),
@@ -42,14 +43,41 @@ pub fn text(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> St
         writeln!(out, "  {}", describe(run)).unwrap();
     }
     let open = runs.iter().any(|r| r.model == "open");
-    writeln!(
-        out,
-        "  {} requests in {:.2}s, {} connection(s) opened",
-        r.requests(),
-        r.elapsed.as_secs_f64(),
-        r.connections_opened
-    )
-    .unwrap();
+    // A WebSocket run has no HTTP requests: its lines are the `ws_*` metrics.
+    let ws = !runs.is_empty() && runs.iter().all(|r| r.method == "ws");
+    let count = |name: &str| crate::summary::value(r, name, "count").map_or(0, |v| v as u64);
+    if ws && r.metrics.metrics.contains_key("ws_ping") {
+        writeln!(
+            out,
+            "  {} pings sent, {} pongs in {:.2}s, {} session(s) on {} connection(s) opened",
+            count("ws_pings"),
+            count("ws_ping"),
+            r.elapsed.as_secs_f64(),
+            count("ws_sessions"),
+            r.connections_opened
+        )
+        .unwrap();
+    } else if ws {
+        writeln!(
+            out,
+            "  {} messages sent, {} received in {:.2}s, {} session(s) on {} connection(s) opened",
+            count("ws_msgs_sent"),
+            count("ws_msgs_received"),
+            r.elapsed.as_secs_f64(),
+            count("ws_sessions"),
+            r.connections_opened
+        )
+        .unwrap();
+    } else {
+        writeln!(
+            out,
+            "  {} requests in {:.2}s, {} connection(s) opened",
+            r.requests(),
+            r.elapsed.as_secs_f64(),
+            r.connections_opened
+        )
+        .unwrap();
+    }
     if !thresholds.is_empty() {
         writeln!(out, "\n  THRESHOLDS").unwrap();
         for t in thresholds {
@@ -139,34 +167,8 @@ pub fn text(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> St
             bytes(r.bytes_sent as f64 / secs)
         ),
     ));
-    let (total, failed) = (r.requests(), r.failed());
-    rows.push((
-        "http_req_failed".into(),
-        format!(
-            "{:.2}%  ✓ {failed}  ✗ {}",
-            if total == 0 {
-                0.0
-            } else {
-                100.0 * failed as f64 / total as f64
-            },
-            total - failed
-        ),
-    ));
-    rows.push((
-        "http_reqs".into(),
-        format!("{total}  {:.1}/s", total as f64 / secs),
-    ));
-    let status: Vec<String> = r.status.iter().map(|(s, n)| format!("{s}={n}")).collect();
-    if !status.is_empty() {
-        rows.push(("http_status".into(), status.join(" ")));
-    }
-    let errors: Vec<String> = r
-        .errors
-        .iter()
-        .map(|(k, n)| format!("{}={n}", k.name()))
-        .collect();
-    if !errors.is_empty() {
-        rows.push(("errors".into(), errors.join(" ")));
+    if !ws {
+        http_rows(&mut rows, r, secs);
     }
     rows.push((
         "loadrig_connections".into(),
@@ -198,6 +200,39 @@ pub fn text(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> St
         }
     }
     out
+}
+
+/// The HTTP lines: failures, requests, statuses, errors by kind.
+fn http_rows(rows: &mut Vec<(String, String)>, r: &Results, secs: f64) {
+    let (total, failed) = (r.requests(), r.failed());
+    rows.push((
+        "http_req_failed".into(),
+        format!(
+            "{:.2}%  ✓ {failed}  ✗ {}",
+            if total == 0 {
+                0.0
+            } else {
+                100.0 * failed as f64 / total as f64
+            },
+            total - failed
+        ),
+    ));
+    rows.push((
+        "http_reqs".into(),
+        format!("{total}  {:.1}/s", total as f64 / secs),
+    ));
+    let status: Vec<String> = r.status.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    if !status.is_empty() {
+        rows.push(("http_status".into(), status.join(" ")));
+    }
+    let errors: Vec<String> = r
+        .errors
+        .iter()
+        .map(|(k, n)| format!("{}={n}", k.name()))
+        .collect();
+    if !errors.is_empty() {
+        rows.push(("errors".into(), errors.join(" ")));
+    }
 }
 
 /// One line for a named metric (a scenario's iterations, checks, its own metrics).
