@@ -40,6 +40,13 @@ const OPS: [(&str, Op); 6] = [
     (">", Op::Gt),
 ];
 
+/// Where the `:` between the metric and the aggregate is: the first one outside a
+/// submetric's braces (`ws_errors{kind:timeout}:count`).
+fn metric_colon(s: &str) -> Option<usize> {
+    let from = s.find('}').map_or(0, |i| i + 1);
+    s[from..].find(':').map(|i| from + i)
+}
+
 fn is_agg(s: &str) -> bool {
     matches!(
         s,
@@ -67,7 +74,7 @@ impl Threshold {
                 format!("threshold `{s}` has no comparison (<, <=, >, >=, ==, !=), e.g. p(99)<5ms")
             })?;
         let (lhs, rhs) = (src[..pos].trim(), src[pos + text.len()..].trim());
-        let (metric, agg) = match lhs.split_once(':') {
+        let (metric, agg) = match metric_colon(lhs).map(|i| (&lhs[..i], &lhs[i + 1..])) {
             Some((m, a)) => (m.trim().to_owned(), a.trim().to_owned()),
             None if is_agg(lhs) => (default_metric.to_owned(), lhs.to_owned()),
             None => (lhs.to_owned(), String::new()),
@@ -111,8 +118,8 @@ impl Threshold {
         }
         let limit = parse_limit(rhs, ty)
             .with_context(|| format!("threshold `{s}`: value `{rhs}` is not valid"))?;
-        let expr = match lhs.split_once(':') {
-            Some(_) => src[src.find(':').map_or(0, |i| i + 1)..].trim().to_owned(),
+        let expr = match metric_colon(src) {
+            Some(i) => src[i + 1..].trim().to_owned(),
             None => src.to_owned(),
         };
         Ok(Threshold {

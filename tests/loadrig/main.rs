@@ -23,6 +23,7 @@ mod compare;
 mod k6;
 mod report;
 mod scenario;
+mod ws;
 
 /// When the hello server stops answering: from `STALL_AFTER` after its first request, for
 /// `STALL_FOR`.
