@@ -130,3 +130,41 @@ fn run_and_merge_reports_render_every_chart_in_chromium() {
         assert_eq!(got, want, "{name}");
     }
 }
+
+#[test]
+fn a_websocket_report_charts_its_round_trips() {
+    let dir = tmp();
+    let html = out(&dir, "ws.html");
+    let url = super::ws::echo_url();
+    let o = loadrig(&[
+        "ws",
+        &url,
+        "-c",
+        "2",
+        "-r",
+        "2000",
+        "-d",
+        "2s",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("round trips"),
+        "the headline counts round trips"
+    );
+    let got = shapes(&render(&html, "ws"));
+    let want: Vec<(String, u64, u64)> = [
+        (
+            "Latency by percentile (ws_rtt, corrected and uncorrected)",
+            2,
+        ),
+        ("Round trips per second", 2),
+        ("Latency over time (ws_rtt)", 3),
+    ]
+    .iter()
+    .map(|(c, n)| (c.to_string(), *n, 0))
+    .collect();
+    assert_eq!(got, want);
+}

@@ -20,7 +20,7 @@ const STALL_AFTER: Duration = Duration::from_millis(600);
 const STALL_FOR: Duration = Duration::from_millis(500);
 
 /// The native example's echo endpoint.
-fn echo_url() -> String {
+pub(super) fn echo_url() -> String {
     format!("{}/ws", api().replacen("http://", "ws://", 1))
 }
 

@@ -3,6 +3,9 @@
 
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
+
+use crate::metrics::Sink;
 use crate::record::{Results, Trend};
 use crate::summary::{RunInfo, ThresholdResult};
 
@@ -91,32 +94,82 @@ fn chart(title: &str, y_unit: &str, series: &[Series], x_ticks: &[(f64, String)]
     s
 }
 
+/// The latency a report is about: `http_req_duration`, or a WebSocket run's round trips.
+struct Primary<'a> {
+    /// The metric's name.
+    name: &'static str,
+    /// What was counted (`requests`, `round trips`).
+    what: &'static str,
+    corrected: &'a Histogram<u64>,
+    uncorrected: Option<&'a Histogram<u64>>,
+}
+
+fn named_trend<'a>(r: &'a Results, name: &str) -> Option<&'a Histogram<u64>> {
+    match &r.metrics.metrics.get(name)?.sink {
+        Sink::Trend(h) => Some(h),
+        _ => None,
+    }
+}
+
+impl<'a> Primary<'a> {
+    fn of(r: &'a Results) -> Primary<'a> {
+        // A WebSocket run's trends hold thousandths of a millisecond, i.e. microseconds,
+        // the unit of the HTTP phases.
+        if r.requests() == 0 {
+            if let Some(h) = named_trend(r, "ws_rtt") {
+                return Primary {
+                    name: "ws_rtt",
+                    what: "round trips",
+                    corrected: h,
+                    uncorrected: named_trend(r, "ws_rtt_uncorrected"),
+                };
+            }
+            if let Some(h) = named_trend(r, "ws_ping") {
+                return Primary {
+                    name: "ws_ping",
+                    what: "pongs",
+                    corrected: h,
+                    uncorrected: None,
+                };
+            }
+        }
+        Primary {
+            name: "http_req_duration",
+            what: "requests",
+            corrected: r.trend(Trend::Duration),
+            uncorrected: Some(r.trend(Trend::DurationUncorrected)),
+        }
+    }
+}
+
 /// The latency percentile spectrum (HdrHistogram's classic plot): x is 1/(1−p) on a log
 /// scale, so the tail gets as much room as the median.
 fn spectrum(r: &Results) -> String {
-    let line = |t: Trend| spectrum_line(r, t);
+    let p = Primary::of(r);
     let ticks = spectrum_ticks();
-    chart(
-        "Latency by percentile (http_req_duration, corrected and uncorrected)",
-        "ms",
-        &[
-            Series {
-                name: "corrected",
-                color: "#c0392b",
-                points: line(Trend::Duration),
-            },
-            Series {
-                name: "uncorrected",
-                color: "#2471a3",
-                points: line(Trend::DurationUncorrected),
-            },
-        ],
-        &ticks,
-    )
+    let mut series = vec![Series {
+        name: "corrected",
+        color: "#c0392b",
+        points: spectrum_line(p.corrected),
+    }];
+    if let Some(h) = p.uncorrected {
+        series.push(Series {
+            name: "uncorrected",
+            color: "#2471a3",
+            points: spectrum_line(h),
+        });
+    }
+    let title = match p.uncorrected {
+        Some(_) => format!(
+            "Latency by percentile ({}, corrected and uncorrected)",
+            p.name
+        ),
+        None => format!("Latency by percentile ({})", p.name),
+    };
+    chart(&title, "ms", &series, &ticks)
 }
 
-fn spectrum_line(r: &Results, t: Trend) -> Vec<(f64, f64)> {
-    let h = r.trend(t);
+fn spectrum_line(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     if h.is_empty() {
         return Vec::new();
     }
@@ -127,6 +180,13 @@ fn spectrum_line(r: &Results, t: Trend) -> Vec<(f64, f64)> {
             (x, h.value_at_quantile(q) as f64 / 1000.0)
         })
         .collect()
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn spectrum_ticks() -> Vec<(f64, String)> {
@@ -146,12 +206,12 @@ pub fn spectrum_pair(native: &Results, wasm: &Results) -> String {
             Series {
                 name: "native",
                 color: "#2471a3",
-                points: spectrum_line(native, Trend::Duration),
+                points: spectrum_line(native.trend(Trend::Duration)),
             },
             Series {
                 name: "wasm",
                 color: "#c0392b",
-                points: spectrum_line(wasm, Trend::Duration),
+                points: spectrum_line(wasm.trend(Trend::Duration)),
             },
         ],
         &spectrum_ticks(),
@@ -311,12 +371,17 @@ fn over_time(r: &Results) -> String {
     let points = &r.timeline.points;
     let ticks = time_ticks(timeline_end(r));
     let at = |i: usize| step * (i as f64 + 0.5);
+    let p = Primary::of(r);
     let rate = chart(
-        "Requests per second",
+        &format!("{} per second", capitalized(p.what)),
         "",
         &[
             Series {
-                name: "requests/s",
+                name: if p.name == "http_req_duration" {
+                    "requests/s"
+                } else {
+                    "replies/s"
+                },
                 color: "#1e8449",
                 points: rate_line(r),
             },
@@ -340,7 +405,7 @@ fn over_time(r: &Results) -> String {
             .collect()
     };
     let latency = chart(
-        "Latency over time (http_req_duration)",
+        &format!("Latency over time ({})", p.name),
         "ms",
         &[
             Series {
@@ -370,14 +435,17 @@ pub fn html(runs: &[RunInfo], r: &Results, thresholds: &[ThresholdResult]) -> St
         .first()
         .map(|run| format!("loadrig: {}", run.url))
         .unwrap_or_else(|| "loadrig".into());
-    let d = r.trend(Trend::Duration);
+    let p = Primary::of(r);
+    let d = p.corrected;
     let headline = if d.is_empty() {
-        "no responses".to_owned()
+        format!("no {}", p.what)
     } else {
+        let n = d.len();
         format!(
-            "{} requests, {:.1}/s; http_req_duration p50 {} · p99 {} · max {}",
-            r.requests(),
-            r.requests() as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            "{n} {}, {:.1}/s; {} p50 {} · p99 {} · max {}",
+            p.what,
+            n as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            p.name,
             duration(d.value_at_quantile(0.5) as f64 / 1000.0),
             duration(d.value_at_quantile(0.99) as f64 / 1000.0),
             duration(d.max() as f64 / 1000.0)
