@@ -62,16 +62,7 @@ impl Target {
             .authority()
             .cloned()
             .with_context(|| format!("`{url}` has no host"))?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
-        let addr = (host, port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve `{host}`"))?
-            .next()
-            .with_context(|| format!("`{host}` resolves to no address"))?;
+        let addr = resolve(&authority)?;
         let path = uri
             .path_and_query()
             .map(|p| p.as_str())
@@ -85,6 +76,20 @@ impl Target {
             path,
         })
     }
+}
+
+/// The address of a URL's authority (port 80 unless it says), resolved once.
+pub(crate) fn resolve(authority: &http::uri::Authority) -> anyhow::Result<SocketAddr> {
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve `{host}`"))?
+        .next()
+        .with_context(|| format!("`{host}` resolves to no address"))
 }
 
 /// What each request looks like, and how long to wait for it.
@@ -216,7 +221,16 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(Progress)) -> anyhow::Resul
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    // Each worker's results carry the moment it finished; merging keeps the latest.
+    gather(handles, cpu_before)
+}
+
+/// Joins the worker threads and merges their results, with the CPU the run used since
+/// `cpu_before`. Each worker's results carry the moment it finished; merging keeps the
+/// latest.
+pub(crate) fn gather(
+    handles: Vec<std::thread::JoinHandle<anyhow::Result<Results>>>,
+    cpu_before: Duration,
+) -> anyhow::Result<Results> {
     let mut results = Results::default();
     for h in handles {
         let r = h
@@ -227,6 +241,16 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(Progress)) -> anyhow::Resul
     results.cpu = cpu_time().saturating_sub(cpu_before);
     results.cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     Ok(results)
+}
+
+/// A worker thread's runtime: current-thread, with the thread's timer slack at 1 ns (the
+/// default 50 µs would make every timed send up to 50 µs late).
+pub(crate) fn worker_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let _ = nix::sys::prctl::set_timerslack(1);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building a worker runtime")
 }
 
 /// CPU time (user + system) this process has used.
@@ -284,12 +308,7 @@ fn worker(
     clock: Clock,
     live: Arc<Live>,
 ) -> anyhow::Result<Results> {
-    // The default 50 µs timer slack would make every timed send up to 50 µs late.
-    let _ = nix::sys::prctl::set_timerslack(1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building a worker runtime")?;
+    let rt = worker_runtime()?;
     let plan = &cfg.plan;
     let share = plan.share.split(index, threads);
     let open = matches!(plan.arrivals, Arrivals::Open(_));

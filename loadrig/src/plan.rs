@@ -201,15 +201,51 @@ pub struct Plan {
 impl Plan {
     /// The run's length when it is known in advance.
     pub fn length(&self) -> Option<Duration> {
-        let schedule = match &self.arrivals {
-            Arrivals::Open(s) => s.length(),
-            Arrivals::Closed => None,
-        };
-        match (self.duration, schedule) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        length(&self.arrivals, self.duration)
     }
+}
+
+/// How long a load lasts, when known in advance: the shorter of `duration` and the open
+/// schedule's stages.
+pub fn length(arrivals: &Arrivals, duration: Option<Duration>) -> Option<Duration> {
+    let schedule = match arrivals {
+        Arrivals::Open(s) => s.length(),
+        Arrivals::Closed => None,
+    };
+    match (duration, schedule) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The load `-r RATE`, `--stage DURATION:RATE` and `-d DURATION` describe: the starting
+/// rate, the arrivals, and the duration as given (callers pick their default).
+pub fn parse_load(
+    rate: Option<&str>,
+    stages: &[String],
+    duration: Option<&str>,
+) -> anyhow::Result<(Option<f64>, Arrivals, Option<Duration>)> {
+    let rate = rate.map(parse_rate).transpose()?;
+    let stages = stages
+        .iter()
+        .map(|s| parse_stage(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let duration = duration.map(parse_duration).transpose()?;
+    let arrivals = match (rate, stages.is_empty()) {
+        (None, true) => Arrivals::Closed,
+        (Some(r), true) => {
+            ensure!(r > 0.0, "--rate must be above zero");
+            Arrivals::Open(Schedule::constant(r, None))
+        }
+        (r, false) => {
+            ensure!(
+                duration.is_none(),
+                "--duration and --stage both set the run's length: use one"
+            );
+            Arrivals::Open(Schedule::staged(r.unwrap_or(0.0), &stages))
+        }
+    };
+    Ok((rate, arrivals, duration))
 }
 
 /// Parses a duration such as `10s`, `1m30s`, `250ms`.

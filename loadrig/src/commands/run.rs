@@ -10,7 +10,7 @@ use clap::Parser;
 use http::{HeaderMap, Method};
 
 use crate::drive::{self, Progress, RequestSpec, RunConfig, Target};
-use crate::plan::{self, Arrivals, Plan, Schedule, Share};
+use crate::plan::{self, Arrivals, Plan, Share};
 use crate::summary::RunInfo;
 use crate::threshold::Threshold;
 
@@ -134,35 +134,12 @@ impl RunArgs {
     fn validate(&self) -> anyhow::Result<Validated> {
         let target = Target::parse(&self.url)?;
         ensure!(self.connections > 0, "--connections must be at least 1");
-        let rate = self.rate.as_deref().map(plan::parse_rate).transpose()?;
-        let stages = self
-            .stages
-            .iter()
-            .map(|s| plan::parse_stage(s))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let duration = self
-            .duration
-            .as_deref()
-            .map(plan::parse_duration)
-            .transpose()?;
+        let (rate, arrivals, duration) =
+            plan::parse_load(self.rate.as_deref(), &self.stages, self.duration.as_deref())?;
         ensure!(self.requests != Some(0), "--requests must be at least 1");
-        let arrivals = match (rate, stages.is_empty()) {
-            (None, true) => Arrivals::Closed,
-            (Some(r), true) => {
-                ensure!(r > 0.0, "--rate must be above zero");
-                Arrivals::Open(Schedule::constant(r, None))
-            }
-            (r, false) => {
-                ensure!(
-                    duration.is_none(),
-                    "--duration and --stage both set the run's length: use one"
-                );
-                Arrivals::Open(Schedule::staged(r.unwrap_or(0.0), &stages))
-            }
-        };
         let duration = match (duration, &arrivals, self.requests) {
             (Some(d), _, _) => Some(d),
-            (None, Arrivals::Open(_), _) if !stages.is_empty() => None,
+            (None, Arrivals::Open(_), _) if !self.stages.is_empty() => None,
             (None, _, Some(_)) => None,
             (None, _, None) => Some(DEFAULT_DURATION),
         };

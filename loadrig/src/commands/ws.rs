@@ -13,7 +13,7 @@ use http::HeaderMap;
 
 use crate::drive::RequestSpec;
 use crate::metrics::Metric;
-use crate::plan::{self, Arrivals, Schedule, Share};
+use crate::plan::{self, Arrivals, Share};
 use crate::summary::{MetricType, RunInfo};
 use crate::threshold::Threshold;
 use crate::ws::{self, Traffic, WsConfig, WsProgress, WsTarget};
@@ -157,32 +157,9 @@ impl WsArgs {
             connect_rate.is_none_or(|r| r > 0.0),
             "--connect-rate must be above zero"
         );
-        let rate = self.rate.as_deref().map(plan::parse_rate).transpose()?;
-        let stages = self
-            .stages
-            .iter()
-            .map(|s| plan::parse_stage(s))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let duration = self
-            .duration
-            .as_deref()
-            .map(plan::parse_duration)
-            .transpose()?;
-        let arrivals = match (rate, stages.is_empty()) {
-            (None, true) => Arrivals::Closed,
-            (Some(r), true) => {
-                ensure!(r > 0.0, "--rate must be above zero");
-                Arrivals::Open(Schedule::constant(r, None))
-            }
-            (r, false) => {
-                ensure!(
-                    duration.is_none(),
-                    "--duration and --stage both set the message phase's length: use one"
-                );
-                Arrivals::Open(Schedule::staged(r.unwrap_or(0.0), &stages))
-            }
-        };
-        let duration = match (duration, stages.is_empty()) {
+        let (rate, arrivals, duration) =
+            plan::parse_load(self.rate.as_deref(), &self.stages, self.duration.as_deref())?;
+        let duration = match (duration, self.stages.is_empty()) {
             (Some(d), _) => Some(d),
             (None, false) => None,
             (None, true) => Some(DEFAULT_DURATION),

@@ -560,11 +560,7 @@ impl Worker {
         ready: std::sync::mpsc::Sender<anyhow::Result<()>>,
         start: std::sync::mpsc::Receiver<Clock>,
     ) -> anyhow::Result<Results> {
-        let _ = nix::sys::prctl::set_timerslack(1);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("building a worker runtime")?;
+        let rt = crate::drive::worker_runtime()?;
         let local = tokio::task::LocalSet::new();
         let worker = Rc::new(self);
         // Initialize the VUs that exist from the start (k6's init phase) before the clock.

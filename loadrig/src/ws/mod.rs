@@ -25,7 +25,7 @@ mod stats;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -35,7 +35,7 @@ use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
 
-use crate::drive::{Clock, Progress, Timer, cpu_time};
+use crate::drive::{Clock, Progress, Timer, cpu_time, gather, worker_runtime};
 use crate::plan::{Arrivals, Share};
 use crate::record::Results;
 
@@ -72,19 +72,9 @@ impl WsTarget {
         let authority = uri
             .authority()
             .with_context(|| format!("`{url}` has no host"))?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = authority.port_u16().unwrap_or(80);
-        let addr = (host, port)
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve `{host}`"))?
-            .next()
-            .with_context(|| format!("`{host}` resolves to no address"))?;
         Ok(WsTarget {
             url: url.to_owned(),
-            addr,
+            addr: crate::drive::resolve(authority)?,
         })
     }
 }
@@ -141,14 +131,7 @@ pub struct WsConfig {
 impl WsConfig {
     /// The length of the message phase, if known in advance.
     pub fn length(&self) -> Option<Duration> {
-        let schedule = match &self.arrivals {
-            Arrivals::Open(s) => s.length(),
-            Arrivals::Closed => None,
-        };
-        match (self.duration, schedule) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        crate::plan::length(&self.arrivals, self.duration)
     }
 }
 
@@ -251,16 +234,7 @@ pub fn run(cfg: &WsConfig, mut progress: impl FnMut(WsProgress)) -> anyhow::Resu
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let mut results = Results::default();
-    for h in handles {
-        let r = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
-        results.merge(&r);
-    }
-    results.cpu = cpu_time().saturating_sub(cpu_before);
-    results.cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-    Ok(results)
+    gather(handles, cpu_before)
 }
 
 /// Ten thousand connections need ten thousand descriptors: lift the soft limit to the
@@ -330,12 +304,7 @@ fn worker(
     global: Arc<Global>,
     live: Arc<Live>,
 ) -> anyhow::Result<Results> {
-    // The default 50 µs timer slack would make every timed send up to 50 µs late.
-    let _ = nix::sys::prctl::set_timerslack(1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building a worker runtime")?;
+    let rt = worker_runtime()?;
     let n = share.of(cfg.connections);
     let w = Rc::new(Worker {
         stats: RefCell::new(Stats::new(&cfg)),
