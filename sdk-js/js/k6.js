@@ -530,6 +530,113 @@
     return parsed;
   };
 
+  // ------------------------------------------------------------------------ k6/ws
+
+  // k6/ws: `connect` opens the session, runs the callback (which registers handlers and
+  // timers), then drives it one host event at a time until it closes, as k6's blocking
+  // event loop does. Metrics (ws_connecting, ws_sessions, ws_msgs_sent/received, ws_ping,
+  // ws_session_duration) are recorded by the host.
+  const WS_EVENTS = ["timeout", "text", "binary", "ping", "pong", "close", "error"];
+  class Socket {
+    constructor(handle) {
+      this._h = handle;
+      this._on = {};
+      this._timers = [];
+      this._done = false;
+    }
+    on(event, handler) {
+      (this._on[event] ??= []).push(handler);
+    }
+    _emit(event, ...args) {
+      for (const f of this._on[event] ?? []) f.apply(this, args);
+    }
+    _fail(error) {
+      if (error == null) return;
+      this._emit("error", { error: () => error, toString: () => error });
+    }
+    send(data) {
+      this._fail(n.wsSend(this._h, bytesOf(String(data)), false));
+    }
+    sendBinary(data) {
+      this._fail(n.wsSend(this._h, bytesOf(data), true));
+    }
+    ping() {
+      this._fail(n.wsPing(this._h));
+    }
+    close(code) {
+      n.wsClose(this._h, Number(code) || 1000);
+    }
+    setTimeout(fn, ms) {
+      this._timers.push({ at: Date.now() + (Number(ms) || 0), fn, every: 0 });
+    }
+    setInterval(fn, ms) {
+      const every = Math.max(Number(ms) || 0, 1);
+      this._timers.push({ at: Date.now() + every, fn, every });
+    }
+    // Runs the timers that are due; how long until the next one (-1: none).
+    _tick() {
+      const now = Date.now();
+      for (const t of this._timers.filter((t) => t.at <= now)) {
+        if (this._done) break;
+        if (t.every) t.at = now + t.every;
+        else this._timers.splice(this._timers.indexOf(t), 1);
+        t.fn.call(this);
+      }
+      if (this._timers.length === 0) return -1;
+      return Math.max(0, Math.min(...this._timers.map((t) => t.at)) - Date.now());
+    }
+  }
+  function wsConnect(url, params, callback) {
+    if (typeof params === "function") [params, callback] = [{}, params];
+    params = params || {};
+    url = String(url);
+    const flat = [];
+    for (const k in params.headers || {}) flat.push(k, String(params.headers[k]));
+    let timeout = params.timeout ?? 60000;
+    if (typeof timeout === "string") timeout = parseDuration(timeout);
+    const r = n.wsOpen(url, flat.join("\0"), flatTags(params.tags).join("\0"), +timeout);
+    if (r[0] === 0) return { url, status: r[1], headers: {}, body: null, error: r[2] };
+    const headers = {};
+    const hs = r[2] === "" ? [] : r[2].split("\0");
+    for (let i = 0; i < hs.length; i += 2) headers[canonical(hs[i])] = hs[i + 1];
+    const socket = new Socket(r[0]);
+    try {
+      if (typeof callback === "function") callback(socket);
+      socket._emit("open");
+      while (!socket._done) {
+        const wait = socket._tick();
+        if (socket._done) break;
+        const [kind, data] = n.wsNext(socket._h, wait);
+        switch (WS_EVENTS[kind]) {
+          case "text":
+            socket._emit("message", data);
+            break;
+          case "binary":
+            socket._emit("binaryMessage", arrayBufferOf(data));
+            break;
+          case "ping":
+          case "pong":
+            socket._emit(WS_EVENTS[kind]);
+            break;
+          case "close":
+            socket._done = true;
+            socket._emit("close", data);
+            break;
+          case "error":
+            socket._done = true;
+            socket._fail(data);
+            socket._emit("close", 1006);
+            break;
+        }
+      }
+    } finally {
+      if (!socket._done) n.wsDiscard(socket._h);
+      socket._done = true;
+    }
+    return { url, status: r[1], headers, body: null, error: "" };
+  }
+  const ws = { connect: wsConnect };
+
   const modules = {
     k6: Object.assign({ default: k6 }, k6),
     "k6/http": Object.assign({ default: http }, http),
@@ -539,6 +646,7 @@
     "k6/data": { SharedArray },
     "k6/execution": { default: exec },
     "k6/timers": { setTimeout, clearTimeout, setInterval, clearInterval },
+    "k6/ws": Object.assign({ default: ws }, ws),
     "jslib:k6-summary": { textSummary, jUnit },
     "jslib:k6-utils": utils,
   };

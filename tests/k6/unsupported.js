@@ -1,3 +1,3 @@
 // A k6 module loadrig does not have.
-import ws from "k6/ws";
+import grpc from "k6/net/grpc";
 export default function () {}

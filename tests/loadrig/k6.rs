@@ -170,7 +170,7 @@ fn script_errors_name_the_file_and_line_with_k6s_exit_codes() {
         (
             "tests/k6/unsupported.js",
             107,
-            vec!["`k6/ws` is not supported"],
+            vec!["`k6/net/grpc` is not supported"],
         ),
         (
             "tests/k6/setup_throws.js",
@@ -293,4 +293,33 @@ fn k6s_html_reporter_renders_our_summaries() {
             );
         }
     }
+}
+
+#[test]
+fn k6_ws_sessions_echo_ping_time_out_and_record_k6_metrics() {
+    let dir = tmp();
+    let j = dir.path().join("ws.json");
+    let (code, out, err) = run("tests/k6/ws.js", &["--json", j.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let doc = json(&j);
+    check_schema(&doc);
+    let mut all = Vec::new();
+    checks(&doc["root_group"], &mut all);
+    assert_eq!(all.len(), 9, "{all:#?}");
+    assert!(all.iter().all(|c| c.3 == 0 && c.2 == 4), "{all:#?}\n{out}");
+    let m = &doc["metrics"];
+    let count = |name: &str| m[name]["values"]["count"].as_f64().unwrap_or(-1.0);
+    assert_eq!(count("ws_sessions"), 4.0, "{m}");
+    // 2 texts, 1 binary and at least 3 ticks per session, every one echoed.
+    assert!(count("ws_msgs_sent") >= 24.0, "{m}");
+    assert_eq!(count("ws_msgs_received"), count("ws_msgs_sent"), "{m}");
+    assert_eq!(
+        m["ws_msgs_sent{flow:echo}"]["thresholds"]["count>=20"]["ok"],
+        true
+    );
+    assert!(m["ws_ping"]["values"]["max"].as_f64().unwrap() > 0.0);
+    // Each session closes itself after 150 ms.
+    let session = m["ws_session_duration"]["values"]["min"].as_f64().unwrap();
+    assert!((140.0..2000.0).contains(&session), "{session} ms");
+    assert!(m["ws_connecting"]["values"]["max"].as_f64().unwrap() > 0.0);
 }

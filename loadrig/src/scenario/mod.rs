@@ -15,6 +15,7 @@ pub mod js;
 pub mod options;
 mod stacks;
 pub mod vu;
+mod ws;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;

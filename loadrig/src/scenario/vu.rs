@@ -16,13 +16,19 @@ use crate::record::Results;
 use crate::summary::MetricType;
 
 #[allow(missing_docs)]
-mod bindings {
+pub(super) mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "vu",
         imports: {
             "loadrig:scenario/host.sleep": async | trappable,
             "loadrig:scenario/http.send": async | trappable,
+            "loadrig:scenario/ws.open": async | trappable,
+            "loadrig:scenario/ws.send": async | trappable,
+            "loadrig:scenario/ws.ping": async | trappable,
+            "loadrig:scenario/ws.close": async | trappable,
+            "loadrig:scenario/ws.next": async | trappable,
+            "loadrig:scenario/ws.discard": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -93,6 +99,8 @@ pub struct VuState {
     /// Groups entered and when.
     groups: Vec<(String, Instant)>,
     abort: Arc<Abort>,
+    /// Its WebSocket sessions (`loadrig:scenario/ws`).
+    pub(super) ws: super::ws::Sessions,
 }
 
 impl WasiView for VuState {
@@ -135,6 +143,7 @@ impl VuState {
             },
             groups: Vec::new(),
             abort: Arc::new(Abort::default()),
+            ws: Default::default(),
         }
     }
 
@@ -368,6 +377,10 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<VuState>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     host::add_to_linker::<VuState, HasSelf<VuState>>(&mut linker, |s| s)?;
     one_call::add_to_linker::<VuState, HasSelf<VuState>>(&mut linker, |s| s)?;
+    bindings::loadrig::scenario::ws::add_to_linker::<VuState, HasSelf<VuState>>(
+        &mut linker,
+        |s| s,
+    )?;
     Ok(linker)
 }
 
@@ -421,6 +434,7 @@ impl Vu {
             context,
             groups: Vec::new(),
             abort: blueprint.abort.clone(),
+            ws: Default::default(),
         };
         let mut store = Store::new(blueprint.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -26,7 +26,7 @@ wit_bindgen::generate!({
     world: "loadrig:scenario/vu-js",
 });
 
-use loadrig::scenario::host;
+use loadrig::scenario::{host, ws};
 
 /// k6's API layer, evaluated at initialization (so it is part of the snapshot).
 const K6_JS: &str = include_str!("../../js/k6.js");
@@ -365,6 +365,18 @@ fn install_k6_natives(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
         Function::new(ctx.clone(), |reason: String| host::abort(&reason))?,
     )?;
     n.set("http", Function::new(ctx.clone(), native_http)?)?;
+    n.set("wsOpen", Function::new(ctx.clone(), native_ws_open)?)?;
+    n.set("wsSend", Function::new(ctx.clone(), native_ws_send)?)?;
+    n.set(
+        "wsPing",
+        Function::new(ctx.clone(), |h: u32| ws::ping(h).err())?,
+    )?;
+    n.set(
+        "wsClose",
+        Function::new(ctx.clone(), |h: u32, code: u16| ws::close(h, code))?,
+    )?;
+    n.set("wsDiscard", Function::new(ctx.clone(), ws::discard)?)?;
+    n.set("wsNext", Function::new(ctx.clone(), native_ws_next)?)?;
     n.set("digest", Function::new(ctx.clone(), native_digest)?)?;
     n.set("hmac", Function::new(ctx.clone(), native_hmac)?)?;
     n.set("readFile", Function::new(ctx.clone(), native_read_file)?)?;
@@ -413,6 +425,59 @@ fn native_add(
         _ => host::MetricKind::Trend,
     };
     host::add(&name, kind, is_time, value, &pairs(&tags)).err()
+}
+
+/// `wsOpen(url, headers, tags, timeout_ms)`: `[handle, status, headers]`, or
+/// `[0, status, error]` when the session did not open (headers and tags NUL-packed).
+fn native_ws_open<'js>(
+    ctx: Ctx<'js>,
+    url: String,
+    headers: String,
+    tags: String,
+    timeout_ms: f64,
+) -> rquickjs::Result<Array<'js>> {
+    let out = Array::new(ctx)?;
+    match ws::open(&url, &headers, &tags, timeout_ms.max(1.0)) {
+        Ok(o) => {
+            out.set(0, o.handle)?;
+            out.set(1, o.status)?;
+            out.set(2, o.headers)?;
+        }
+        Err(r) => {
+            out.set(0, 0)?;
+            out.set(1, r.status)?;
+            out.set(2, r.error)?;
+        }
+    }
+    Ok(out)
+}
+
+/// `wsSend(handle, bytes, binary)`: the error, if the message could not be sent.
+fn native_ws_send(handle: u32, data: TypedArray<'_, u8>, binary: bool) -> Option<String> {
+    // SAFETY: copied before any JavaScript runs.
+    let bytes = unsafe { data.as_bytes() }.unwrap_or_default().to_vec();
+    ws::send(handle, &bytes, binary).err()
+}
+
+/// `wsNext(handle, timeout_ms)`: `[kind, data]`, kind the index in k6.js's `WS_EVENTS`
+/// (0 timeout, 1 text, 2 binary, 3 ping, 4 pong, 5 close with its code, 6 error).
+fn native_ws_next<'js>(
+    ctx: Ctx<'js>,
+    handle: u32,
+    timeout_ms: f64,
+) -> rquickjs::Result<Array<'js>> {
+    let out = Array::new(ctx.clone())?;
+    let null = Value::new_null(ctx.clone());
+    match ws::next(handle, timeout_ms) {
+        ws::Event::Timeout => (out.set(0, 0)?, out.set(1, null)?),
+        ws::Event::Text(t) => (out.set(0, 1)?, out.set(1, t)?),
+        ws::Event::Binary(b) => (out.set(0, 2)?, out.set(1, TypedArray::<u8>::new(ctx, b)?)?),
+        ws::Event::Ping => (out.set(0, 3)?, out.set(1, null)?),
+        ws::Event::Pong => (out.set(0, 4)?, out.set(1, null)?),
+        ws::Event::Close(code) => (out.set(0, 5)?, out.set(1, code)?),
+        ws::Event::Error(e) => (out.set(0, 6)?, out.set(1, e)?),
+    };
+    Ok(out)
 }
 
 /// One request in one host call (`loadrig:scenario/http`), strings packed with NUL
