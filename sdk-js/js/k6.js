@@ -129,39 +129,75 @@
   for (const h of ["content-type", "content-length", "date", "server", "etag", "location", "set-cookie",
     "cache-control", "connection", "server-timing", "last-modified", "vary", "transfer-encoding"])
     CANONICAL[h] = canonical(h);
-  const jar = new Map(); // host → Map(name → value): the VU's cookies, kept across iterations.
+  // The VU's cookies, kept across iterations: domain → Map(`path\0name` → cookie), a
+  // cookie being { name, value, path, expires } (expires: ms since the epoch, or Infinity).
+  const jar = new Map();
+
+  // RFC 6265 §5.1.4: the directory of the request path.
+  const defaultPath = (path) => {
+    const p = path.split("?")[0];
+    const slash = p.lastIndexOf("/");
+    return slash <= 0 ? "/" : p.slice(0, slash);
+  };
+  const pathMatches = (requestPath, cookiePath) =>
+    requestPath === cookiePath ||
+    (requestPath.startsWith(cookiePath) && (cookiePath.endsWith("/") || requestPath[cookiePath.length] === "/"));
 
   const formEncode = (obj) =>
     Object.entries(obj)
       .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v == null ? "" : String(v))}`)
       .join("&");
 
-  function parseSetCookie(host, value, cookies) {
+  function parseSetCookie(host, requestPath, value, cookies) {
     const [pair, ...attrs] = value.split(";");
     const eq = pair.indexOf("=");
     if (eq < 0) return;
     const name = pair.slice(0, eq).trim();
     const val = pair.slice(eq + 1).trim();
     let domain = host;
-    let expired = false;
+    let path = defaultPath(requestPath);
+    let expires = Infinity;
+    let maxAge;
     for (const a of attrs) {
-      const [k, v = ""] = a.trim().split("=");
-      const key = k.toLowerCase();
+      const i = a.indexOf("=");
+      const key = (i < 0 ? a : a.slice(0, i)).trim().toLowerCase();
+      const v = i < 0 ? "" : a.slice(i + 1).trim();
       if (key === "domain" && v) domain = v.replace(/^\./, "").toLowerCase();
-      if (key === "max-age" && Number(v) <= 0) expired = true;
+      else if (key === "path" && v.startsWith("/")) path = v;
+      else if (key === "max-age" && /^-?\d+$/.test(v)) maxAge = Number(v);
+      else if (key === "expires") {
+        const t = Date.parse(v);
+        if (!Number.isNaN(t)) expires = t;
+      }
     }
+    // Max-Age wins over Expires (§5.3 step 3).
+    if (maxAge !== undefined) expires = maxAge <= 0 ? -Infinity : Date.now() + maxAge * 1000;
     if (!jar.has(domain)) jar.set(domain, new Map());
-    if (expired) jar.get(domain).delete(name);
-    else jar.get(domain).set(name, val);
-    (cookies[name] ||= []).push({ name, value: val, domain });
+    const key = `${path}\0${name}`;
+    if (expires <= Date.now()) jar.get(domain).delete(key);
+    else jar.get(domain).set(key, { name, value: val, path, expires });
+    (cookies[name] ||= []).push({ name, value: val, domain, path, expires: expires === Infinity ? 0 : expires });
   }
 
-  function cookieHeader(host) {
-    const parts = [];
-    for (const [domain, cookies] of jar)
-      if (host === domain || host.endsWith(`.${domain}`)) for (const [k, v] of cookies) parts.push(`${k}=${v}`);
-    return parts.join("; ");
+  // The cookies for a request, longer paths first (§5.4); expired ones are dropped.
+  function jarCookies(host, path) {
+    const now = Date.now();
+    const p = path.split("?")[0] || "/";
+    const found = [];
+    for (const [domain, cookies] of jar) {
+      if (host !== domain && !host.endsWith(`.${domain}`)) continue;
+      for (const [key, c] of cookies) {
+        if (c.expires <= now) cookies.delete(key);
+        else if (pathMatches(p, c.path)) found.push(c);
+      }
+    }
+    return found.sort((a, b) => b.path.length - a.path.length);
   }
+
+  const cookieHeader = (host, path) =>
+    jarCookies(host, path)
+      .map((c) => `${c.name}=${c.value}`)
+      .join("; ");
 
   // The k6 error codes loadrig produces (k6 documents the full list).
   const errorCode = (message) => {
@@ -256,7 +292,7 @@
         if (k.length === 6 && k.toLowerCase() === "cookie") own = headers[k];
         else flat.push(k, headers[k]);
       }
-      const fromJar = jar.size === 0 ? "" : cookieHeader(hostname);
+      const fromJar = jar.size === 0 ? "" : cookieHeader(hostname, path);
       const cookie = own && fromJar ? `${own}; ${fromJar}` : own || fromJar;
       if (cookie) flat.push("Cookie", cookie);
       if (params.cookies) for (const [k, v] of Object.entries(params.cookies)) flat.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
@@ -272,7 +308,7 @@
         const raw = hs[i];
         const name = CANONICAL[raw] ?? canonical(raw);
         const value = hs[i + 1];
-        if (name === "Set-Cookie") parseSetCookie(hostname, value, cookies);
+        if (name === "Set-Cookie") parseSetCookie(hostname, path, value, cookies);
         else if (name === "Location") location = value;
         out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
       }
@@ -332,7 +368,14 @@
       });
       return { url, name, toString: () => url };
     },
-    cookieJar: () => ({ cookiesForURL: (u) => Object.fromEntries([...(jar.get(new URL(u).hostname) || [])].map(([k, v]) => [k, [v]])) }),
+    cookieJar: () => ({
+      cookiesForURL: (u) => {
+        const url = new URL(u);
+        const out = {};
+        for (const c of jarCookies(url.hostname, url.pathname)) (out[c.name] ||= []).push(c.value);
+        return out;
+      },
+    }),
     expectedStatuses: () => ({}),
     setResponseCallback: () => {},
   };

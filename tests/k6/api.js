@@ -73,6 +73,18 @@ export default function (data) {
   check(http.get(`${BASE}/redirect/3`, { redirects: 1 }), { "redirects limit": (r) => r.status === 302 });
   check(http.get(`${BASE}/cookies/set?flavour=choc`), { "cookies set and sent back": (r) => r.json("flavour") === "choc" });
   check(http.get(`${BASE}/cookies`), { "cookie jar persists": (r) => r.json("flavour") === "choc" });
+  // Path and Expires, as RFC 6265 and k6's jar keep them.
+  const raw = (...values) => `${BASE}/cookies/raw?` + values.map((v) => `h=${encodeURIComponent(v)}`).join("&");
+  http.get(raw("deep=1; Path=/cookies/deep", "gone=1; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "later=2; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Path=/", "dir=3"));
+  check(http.get(`${BASE}/cookies`), {
+    "a cookie stays off paths outside its Path": (r) => r.json().deep === undefined && r.json().later === "2",
+    "an Expires in the past removes the cookie": (r) => r.json().gone === undefined,
+  });
+  check(http.get(`${BASE}/cookies/deep/x`), {
+    "a cookie is sent under its Path, and the default Path is the request's directory": (r) => r.json().deep === "1" && r.json().dir === "3",
+  });
+  http.get(raw("later=0; Max-Age=0; Path=/"));
+  check(http.get(`${BASE}/cookies`), { "Max-Age=0 deletes": (r) => r.json().later === undefined });
   check(http.post(`${BASE}/api/login`, { user: "k6", password: "secret" }), {
     "object body is form-encoded": (r) => r.status === 401 && r.request.headers["Content-Type"] === "application/x-www-form-urlencoded",
   });

@@ -9,7 +9,8 @@
 //! | `GET`, `PUT`, `DELETE /api/items/ID` | read, replace, delete (404 when absent) |
 //! | `GET /redirect/N` | `302` to `/redirect/N-1`; `/redirect/0` answers `200 done` |
 //! | `GET /cookies/set?name=value&…` | sets those cookies, then `302` to `/cookies` |
-//! | `GET /cookies` | the cookies the client sent, as a JSON object |
+//! | `GET /cookies/raw?h=VALUE&…` | `200` with each `h` (percent-encoded) as a `Set-Cookie` header, attributes and all |
+//! | `GET /cookies`, `GET /cookies/ANY/PATH` | the cookies the client sent, as a JSON object |
 //! | `GET /delay/MS` | answers after MS milliseconds (at most 10 000) |
 //! | anything else | the `site` example: static pages and assets with ETags |
 
@@ -82,7 +83,16 @@ impl Api {
             }
             return Some((StatusCode::FOUND, h, Bytes::new()));
         }
-        if path == "/cookies" {
+        if path == "/cookies/raw" {
+            // Each `h` is a Set-Cookie value, sent as it is (attributes and all).
+            let h = query
+                .split('&')
+                .filter_map(|p| p.strip_prefix("h="))
+                .map(|v| ("set-cookie", percent_decode(v)))
+                .collect();
+            return Some((StatusCode::OK, h, Bytes::from_static(b"ok\n")));
+        }
+        if path == "/cookies" || path.starts_with("/cookies/") {
             let mut jar = serde_json::Map::new();
             for value in headers.get_all("cookie") {
                 for pair in value.to_str().unwrap_or("").split(';') {
@@ -163,4 +173,33 @@ impl Api {
             _ => error(StatusCode::METHOD_NOT_ALLOWED, "not a method of this route"),
         })
     }
+}
+
+/// Decodes `%XX` escapes and `+` (a query value), keeping anything malformed as it is.
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
