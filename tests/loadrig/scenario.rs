@@ -243,9 +243,35 @@ fn thresholds_on_tags_and_checks_set_the_exit_code() {
         doc["metrics"]["checks"]["thresholds"]["rate>2"]["ok"],
         false
     );
-    // A threshold loadrig cannot parse is invalid options.
+    // delayAbortEval holds the judgement back: the same failing threshold lets the run go
+    // on for its 2 s delay, then aborts it.
+    let t0 = Instant::now();
+    let (code, _, log) = run_json(
+        r#"{"vus": 1, "duration": "30s", "thresholds": {
+            "checks": [{"threshold": "rate>2", "abortOnFail": true, "delayAbortEval": "2s"}]}}"#,
+        &[],
+    );
+    assert_eq!(code, 99, "{log}");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "aborted before its delay: {took:?}\n{log}"
+    );
+    assert!(took < Duration::from_secs(12), "{took:?}\n{log}");
+    assert!(log.contains("aborted"), "{log}");
+    // A threshold loadrig cannot parse, or a key k6 does not have, is invalid options.
     let (code, _, err) = run(r#"{"thresholds": {"checks": ["rate ~ 1"]}}"#, &api(), &[]);
     assert_eq!(code, 104, "{err}");
+    let (code, _, err) = run(
+        r#"{"thresholds": {"checks": [{"threshold": "rate>0", "abortOnFial": true}]}}"#,
+        &api(),
+        &[],
+    );
+    assert_eq!(code, 104, "{err}");
+    assert!(
+        err.contains("`abortOnFial` is not a threshold key"),
+        "{err}"
+    );
 }
 
 #[test]

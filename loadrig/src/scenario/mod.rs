@@ -416,8 +416,8 @@ pub fn run(
                 snapshot.merge(&r.lock().expect("results lock"));
             }
             snapshot.elapsed = start.elapsed();
-            for t in &thresholds {
-                if !t.check(&snapshot).ok {
+            for (t, delay) in &thresholds {
+                if start.elapsed() >= *delay && !t.check(&snapshot).ok {
                     abort.set(format!("threshold `{}` failed (abortOnFail)", t.source()));
                 }
             }
@@ -496,14 +496,18 @@ fn submetric_defs(options: &Options) -> anyhow::Result<Vec<crate::metrics::Subme
     Ok(defs)
 }
 
-/// The thresholds to check while the run goes (those with `abortOnFail`).
-fn abort_thresholds(options: &Options) -> anyhow::Result<Vec<crate::threshold::Threshold>> {
+/// The thresholds to check while the run goes (those with `abortOnFail`), each with how
+/// far into the run its judging starts (`delayAbortEval`).
+fn abort_thresholds(
+    options: &Options,
+) -> anyhow::Result<Vec<(crate::threshold::Threshold, Duration)>> {
     options
         .thresholds
         .iter()
         .filter(|t| t.abort_on_fail)
         .map(|t| {
             crate::threshold::Threshold::parse_k6(&t.metric, &t.expr)
+                .map(|th| (th, t.delay_abort_eval))
                 .map_err(|e| ScenarioError::Script(format!("invalid threshold: {e:#}")).into())
         })
         .collect()

@@ -241,6 +241,9 @@ pub struct ThresholdSpec {
     pub expr: String,
     /// Stop the run as soon as it fails.
     pub abort_on_fail: bool,
+    /// With `abort_on_fail`: do not judge it before this much of the run has passed (k6's
+    /// `delayAbortEval`), so early noise cannot abort.
+    pub delay_abort_eval: Duration,
 }
 
 /// Everything the options say.
@@ -452,25 +455,43 @@ impl Options {
                     one => vec![one.clone()],
                 };
                 for item in list {
-                    let (expr, abort) = match &item {
-                        Value::String(s) => (s.clone(), false),
-                        Value::Object(o) => (
-                            o.get("threshold")
-                                .and_then(Value::as_str)
-                                .with_context(|| {
-                                    format!("threshold on `{metric}` has no `threshold` string")
-                                })?
-                                .to_owned(),
-                            o.get("abortOnFail")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(false),
-                        ),
+                    let (expr, abort, delay) = match &item {
+                        Value::String(s) => (s.clone(), false, Duration::ZERO),
+                        Value::Object(o) => {
+                            for key in o.keys() {
+                                ensure!(
+                                    matches!(
+                                        key.as_str(),
+                                        "threshold" | "abortOnFail" | "delayAbortEval"
+                                    ),
+                                    "threshold on `{metric}`: `{key}` is not a threshold key \
+                                     (threshold, abortOnFail, delayAbortEval)"
+                                );
+                            }
+                            let delay = match o.get("delayAbortEval") {
+                                Some(v) => duration(v, "delayAbortEval")?,
+                                None => Duration::ZERO,
+                            };
+                            (
+                                o.get("threshold")
+                                    .and_then(Value::as_str)
+                                    .with_context(|| {
+                                        format!("threshold on `{metric}` has no `threshold` string")
+                                    })?
+                                    .to_owned(),
+                                o.get("abortOnFail")
+                                    .and_then(Value::as_bool)
+                                    .unwrap_or(false),
+                                delay,
+                            )
+                        }
                         other => bail!("threshold on `{metric}`: {other} is not an expression"),
                     };
                     thresholds.push(ThresholdSpec {
                         metric: metric.clone(),
                         expr,
                         abort_on_fail: abort,
+                        delay_abort_eval: delay,
                     });
                 }
             }
@@ -735,7 +756,7 @@ mod tests {
               "warm": {"executor": "per-vu-iterations", "vus": 2, "iterations": 3}
             },
             "thresholds": {
-              "http_req_duration{name:login}": ["p(95)<500", {"threshold": "max<900", "abortOnFail": true}],
+              "http_req_duration{name:login}": ["p(95)<500", {"threshold": "max<900", "abortOnFail": true, "delayAbortEval": "10s"}],
               "checks": "rate>0.99"
             }
         }"#,
@@ -756,6 +777,11 @@ mod tests {
         assert_eq!((start_rate, max_vus), (2.0, 5));
         assert_eq!(o.thresholds.len(), 3);
         assert!(o.thresholds.iter().any(|t| t.abort_on_fail));
+        assert!(
+            o.thresholds
+                .iter()
+                .any(|t| t.delay_abort_eval == Duration::from_secs(10))
+        );
     }
 
     #[test]
