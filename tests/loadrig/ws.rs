@@ -459,3 +459,74 @@ fn bad_flags_exit_2_with_the_reason() {
         assert!(stderr.contains(msg), "{full:?}: {stderr}");
     }
 }
+
+/// An echo that refuses the upgrade with 401 unless it carries `x-token: secret`.
+fn token_echo() -> SocketAddr {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    runtime().block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let auth = |req: &Request, resp: Response| {
+                        if req.headers().get("x-token").is_some_and(|v| v == "secret") {
+                            Ok(resp)
+                        } else {
+                            let mut e = ErrorResponse::new(None);
+                            *e.status_mut() = http::StatusCode::UNAUTHORIZED;
+                            Err(e)
+                        }
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, auth).await else {
+                        return;
+                    };
+                    while let Some(Ok(m)) = ws.next().await {
+                        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    })
+}
+
+#[test]
+fn headers_reach_the_upgrade_request() {
+    let url = format!("ws://{}/", token_echo());
+    let (code, doc, log) = ws_json(&url, &["-c", "2", "-d", "300ms", "-H", "X-Token: secret"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(count(&doc, "ws_sessions"), 2, "{log}");
+    assert_exact_echo(&doc, &log);
+    let (_, doc, log) = ws_json(&url, &["-c", "2", "-d", "300ms"]);
+    assert_eq!(count(&doc, "ws_sessions"), 0, "{log}");
+    assert!(
+        count(&doc, "ws_errors{kind:handshake_status_401}") >= 2,
+        "{log}"
+    );
+}
+
+#[test]
+fn the_connect_rate_spreads_the_opens_and_stages_ramp_the_messages() {
+    // 5 connections at 10/s open 100 ms apart; the message phase starts after the last,
+    // so the first session is about 400 ms longer than the last.
+    let (code, doc, log) = ws_json(
+        &echo_url(),
+        &["-c", "5", "--connect-rate", "10", "-d", "200ms"],
+    );
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(count(&doc, "ws_sessions"), 5, "{log}");
+    let spread =
+        value(&doc, "ws_session_duration", "max") - value(&doc, "ws_session_duration", "min");
+    assert!(
+        spread >= 300.0,
+        "sessions differ by only {spread} ms: {log}"
+    );
+    // A ramp from 0 to 1000 msg/s over 1 s is due 500 messages, exactly.
+    let (code, doc, log) = ws_json(&echo_url(), &["-c", "2", "--stage", "1s:1000"]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(count(&doc, "ws_msgs_sent"), 500, "{log}");
+    assert_exact_echo(&doc, &log);
+}

@@ -288,7 +288,7 @@ fn wit_timings(t: super::client::Timings) -> host::Timings {
 }
 
 /// Splits a NUL-separated list of alternating names and values (`""`: none).
-fn pairs(packed: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(super) fn pairs(packed: &str) -> impl Iterator<Item = (&str, &str)> {
     let mut parts = packed.split('\0').filter(|_| !packed.is_empty());
     std::iter::from_fn(move || Some((parts.next()?, parts.next().unwrap_or(""))))
 }

@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, http};
 
-use super::vu::VuState;
 use super::vu::bindings::loadrig::scenario::ws::{Event, Host, Opened, Refused};
+use super::vu::{VuState, pairs};
 use crate::summary::MetricType;
 
 /// The close code of a session that ended without a close frame.
@@ -38,17 +38,6 @@ struct Session {
 pub(super) struct Sessions {
     next: u32,
     open: HashMap<u32, Session>,
-}
-
-fn pairs(packed: &str) -> Vec<(String, String)> {
-    let mut parts = packed.split('\0').filter(|_| !packed.is_empty());
-    std::iter::from_fn(|| {
-        Some((
-            parts.next()?.to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        ))
-    })
-    .collect()
 }
 
 impl VuState {
@@ -94,7 +83,7 @@ impl Host for VuState {
         for (name, value) in pairs(&headers) {
             match (
                 http::HeaderName::from_bytes(name.as_bytes()),
-                http::HeaderValue::from_str(&value),
+                http::HeaderValue::from_str(value),
             ) {
                 (Ok(n), Ok(v)) => {
                     request.headers_mut().insert(n, v);
@@ -102,7 +91,10 @@ impl Host for VuState {
                 _ => return refused(0, format!("invalid header `{name}`")),
             }
         }
-        let mut tags = self.client.tags(&pairs(&tags));
+        let tags: Vec<(String, String)> = pairs(&tags)
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut tags = self.client.tags(&tags);
         tags.push(("url".into(), url.clone()));
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs_f64((timeout_ms / 1e3).clamp(1e-3, 3600.0));
