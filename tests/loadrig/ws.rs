@@ -460,24 +460,33 @@ fn bad_flags_exit_2_with_the_reason() {
     }
 }
 
+/// Lets an upgrade through only with `x-token: secret`, else 401 (the signature is
+/// tungstenite's `Callback`, whose error is a whole response).
+#[allow(clippy::result_large_err)]
+fn auth(
+    req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+    resp: tokio_tungstenite::tungstenite::handshake::server::Response,
+) -> Result<
+    tokio_tungstenite::tungstenite::handshake::server::Response,
+    tokio_tungstenite::tungstenite::handshake::server::ErrorResponse,
+> {
+    if req.headers().get("x-token").is_some_and(|v| v == "secret") {
+        Ok(resp)
+    } else {
+        let mut e = tokio_tungstenite::tungstenite::handshake::server::ErrorResponse::new(None);
+        *e.status_mut() = http::StatusCode::UNAUTHORIZED;
+        Err(e)
+    }
+}
+
 /// An echo that refuses the upgrade with 401 unless it carries `x-token: secret`.
 fn token_echo() -> SocketAddr {
-    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
     runtime().block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let auth = |req: &Request, resp: Response| {
-                        if req.headers().get("x-token").is_some_and(|v| v == "secret") {
-                            Ok(resp)
-                        } else {
-                            let mut e = ErrorResponse::new(None);
-                            *e.status_mut() = http::StatusCode::UNAUTHORIZED;
-                            Err(e)
-                        }
-                    };
                     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, auth).await else {
                         return;
                     };
