@@ -40,6 +40,7 @@ fn bench_request(c: &mut Criterion) {
             baseline: None,
             cache: None,
             defaults: Limits::default(),
+            state: None,
         };
         let app = rt
             .block_on(loader.load(
@@ -78,6 +79,7 @@ fn bench_js_vs_rust(c: &mut Criterion) {
         baseline: None,
         cache: None,
         defaults: Limits::default(),
+        state: None,
     };
     let hello_js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/js/hello.js");
     let source = std::fs::read(hello_js).unwrap();

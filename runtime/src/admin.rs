@@ -9,6 +9,7 @@
 //! | `POST /apps/NAME/rollback[?to=VERSION]` | makes an older version current | 200 JSON |
 //! | `DELETE /apps/NAME` | removes the app | 200 JSON |
 //! | `GET /metrics` | Prometheus text format | 200 |
+//! | `/apps/NAME/secrets…`, `/apps/NAME/kv/…` | secrets and key-value stores: [`crate::kv::admin`] | |
 //!
 //! Errors are JSON `{"error": "…"}` with 400 (bad name or request), 401 (token), 404 (no
 //! such app or version), 405, 409 (another change to the app in progress), 413 (upload
@@ -146,6 +147,18 @@ async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) 
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let query = req.uri().query().unwrap_or("").to_string();
+    if crate::kv::admin::matches(&segments) {
+        let method = req.method().clone();
+        let body = match Limited::new(req.into_body(), control.max_upload() as usize)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return too_large(control.max_upload() + 1, control.max_upload()),
+        };
+        let (status, value) = crate::kv::admin::respond(control, &method, &segments, &query, &body);
+        return json(status, &value);
+    }
     match (req.method().clone(), segments.as_slice()) {
         (Method::GET, ["apps"]) => json(StatusCode::OK, &control.list()),
         (Method::GET, ["metrics"]) => {

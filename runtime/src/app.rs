@@ -5,6 +5,7 @@ use crate::compile::{self, Cache};
 use crate::config::Limits;
 use crate::engine::EdgeEngine;
 use crate::host::{GuestEnv, Host};
+use crate::kv::AppState;
 use crate::load::{self, Validated};
 use crate::manifest::{AppConfig, Manifest};
 use crate::preinit;
@@ -28,6 +29,8 @@ pub struct Loader {
     pub cache: Option<Cache>,
     /// Server-wide limits that manifests override.
     pub defaults: Limits,
+    /// Where apps' key-value stores and secrets live (`None`: apps get no state).
+    pub state: Option<Arc<dyn crate::kv::Backend>>,
 }
 
 /// The baseline-tier engine and its linker.
@@ -192,7 +195,7 @@ impl Loader {
         pool: Option<Arc<rayon::ThreadPool>>,
     ) -> Result<App> {
         let start = Instant::now();
-        let guest = guest_env(&name, &config);
+        let guest = self.guest_env(&name, &config);
         let mut preinit_time = None;
         let cache_key = if load::wants_preinit(&app.bytes)? {
             snapshot_key(&app.digest, &config)
@@ -278,7 +281,7 @@ impl Loader {
         App {
             engine: code.engine,
             tier: code.tier,
-            guest: guest_env(&name, &config),
+            guest: self.guest_env(&name, &config),
             name,
             config,
             prepared: code.prepared,
@@ -361,13 +364,26 @@ fn snapshot_key(digest: &str, config: &AppConfig) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// What a request's store needs to know about the app.
-fn guest_env(name: &str, config: &AppConfig) -> GuestEnv {
-    GuestEnv {
-        app: Arc::from(name),
-        env: config.env.clone(),
-        memory_limit: config.limits.memory as usize,
-        outbound: Arc::new(config.outbound.clone()),
+impl Loader {
+    /// What a request's store needs to know about the app.
+    fn guest_env(&self, name: &str, config: &AppConfig) -> GuestEnv {
+        let app: Arc<str> = Arc::from(name);
+        let state = self.state.as_ref().map(|backend| {
+            Arc::new(AppState::new(
+                app.clone(),
+                backend.clone(),
+                config.stores.clone(),
+                config.store_limits.clone(),
+                config.config.clone(),
+            ))
+        });
+        GuestEnv {
+            app,
+            env: config.env.clone(),
+            memory_limit: config.limits.memory as usize,
+            outbound: Arc::new(config.outbound.clone()),
+            state,
+        }
     }
 }
 

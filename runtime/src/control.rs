@@ -169,6 +169,23 @@ impl Control {
         &self.metrics
     }
 
+    /// The database of key-value stores and secrets, if the server has one.
+    pub fn state(&self) -> Option<&Arc<dyn crate::kv::Backend>> {
+        self.loader.state.as_ref()
+    }
+
+    /// The state a live app's requests see: its declared stores, limits and config.
+    pub fn app_state(&self, name: &str) -> Result<Arc<crate::kv::AppState>, ControlError> {
+        check_name(name).map_err(|e| ControlError::BadName(e.to_string()))?;
+        let apps = self.apps.lock().unwrap();
+        let app = apps
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(format!("no app `{name}`")))?;
+        app.guest.state.clone().ok_or_else(|| {
+            ControlError::NotFound("this server has no key-value database".to_string())
+        })
+    }
+
     fn lock(&self, name: &str) -> Result<BusyGuard<'_>, ControlError> {
         if !self.busy.lock().unwrap().insert(name.to_string()) {
             return Err(ControlError::Busy(name.to_string()));

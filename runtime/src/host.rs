@@ -1,7 +1,10 @@
 //! What the host gives each request's [`Store`](wasmtime::Store): WASI with nothing of the
 //! host's (no preopened directories, no inherited environment, no sockets), `wasi:http`
-//! with an outbound allow-list, a memory limiter, and guest output routed to the log.
+//! with an outbound allow-list, `wasi:keyvalue` and `wasi:config` on the app's own state,
+//! a memory limiter, and guest output routed to the log.
 
+use crate::kv::AppState;
+use crate::kv::host::KvView;
 use crate::manifest::OutboundPolicy;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -33,6 +36,8 @@ pub struct GuestEnv {
     pub memory_limit: usize,
     /// Outbound HTTP allow-list.
     pub outbound: Arc<OutboundPolicy>,
+    /// The app's key-value stores and config (`None` where the server has no state).
+    pub state: Option<Arc<AppState>>,
 }
 
 /// The data of one request's store.
@@ -41,6 +46,8 @@ pub struct Host {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundHooks,
+    /// What `wasi:keyvalue` and `wasi:config` answer from; `None` during pre-initialization.
+    state: Option<Arc<AppState>>,
     /// Enforces the memory limit and remembers whether the guest ran into it.
     pub limiter: MemoryLimiter,
 }
@@ -71,10 +78,28 @@ impl Host {
                 policy: env.outbound.clone(),
                 app: env.app.clone(),
             },
+            state: env.state.clone(),
             limiter: MemoryLimiter {
                 limit: env.memory_limit,
                 exceeded: false,
             },
+        }
+    }
+}
+
+impl Host {
+    /// This host state with no access to the app's stores, config or secrets: what a
+    /// component sees while it is pre-initialized (see [`crate::kv::host`]).
+    pub fn without_state(mut self) -> Host {
+        self.state = None;
+        self
+    }
+
+    /// The view `wasi:keyvalue` and `wasi:config` work through.
+    pub fn kv(&mut self) -> KvView<'_> {
+        KvView {
+            state: self.state.as_ref(),
+            table: &mut self.table,
         }
     }
 }

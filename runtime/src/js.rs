@@ -98,6 +98,7 @@ pub fn build(
         env: Vec::new(),
         memory_limit: limits.memory,
         outbound: Arc::new(OutboundPolicy::default()),
+        state: None,
     };
     let host = Host::with_wasi(wasi.build(), &env);
     let runtime = tokio::runtime::Builder::new_current_thread()

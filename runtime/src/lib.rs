@@ -22,6 +22,7 @@ pub mod engine;
 pub mod handle;
 pub mod host;
 pub mod js;
+pub mod kv;
 pub mod load;
 pub mod manifest;
 pub mod metrics;

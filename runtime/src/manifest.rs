@@ -11,11 +11,23 @@
 //! max_body_size = "1MiB"               # overrides --max-body-size
 //! allowed_outbound_hosts = ["api.example.com", "http://127.0.0.1:8080"]
 //!
+//! key_value_stores = ["default"]       # wasi:keyvalue stores the app may open (none by default)
+//!
+//! [key_value_limits]                   # per store; these are the defaults
+//! max_key_size = "512B"
+//! max_value_size = "1MiB"
+//! max_keys = 100000
+//! max_store_size = "100MiB"
+//!
 //! [env]                                # environment the guest sees (none by default)
 //! GREETING = "hello"
+//!
+//! [config]                             # wasi:config values (secrets are set apart: `edge secret`)
+//! feature_x = "on"
 //! ```
 
 use crate::config::{self, Limits};
+use crate::kv::{self, LimitsSpec, StoreLimits};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -48,6 +60,15 @@ pub struct Manifest {
     /// `false`: this app's responses carry no `Server-Timing` header (overrides
     /// `--server-timing`).
     pub server_timing: Option<bool>,
+    /// The `wasi:keyvalue` stores the app may open, by name (scoped to the app).
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    /// Limits on each of the app's stores.
+    #[serde(default)]
+    pub key_value_limits: LimitsSpec,
+    /// Values `wasi:config` gives the guest.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 /// A validated manifest merged with the server's defaults.
@@ -63,6 +84,12 @@ pub struct AppConfig {
     pub outbound: OutboundPolicy,
     /// The guest's environment.
     pub env: Vec<(String, String)>,
+    /// The key-value stores it may open.
+    pub stores: Vec<String>,
+    /// What each of them may hold.
+    pub store_limits: StoreLimits,
+    /// Its `wasi:config` values (secrets come from the state database).
+    pub config: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -118,12 +145,25 @@ impl Manifest {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        kv::check_store_names(&self.key_value_stores)?;
+        let store_limits = self.key_value_limits.resolve()?;
+        for key in self.config.keys() {
+            kv::check_secret_name(key).map_err(|e| {
+                anyhow::anyhow!(
+                    "in `[config]`: {}",
+                    e.to_string().replace("secret name", "key")
+                )
+            })?;
+        }
         Ok(AppConfig {
             hosts,
             paths,
             limits,
             outbound,
             env,
+            stores: self.key_value_stores.clone(),
+            store_limits,
+            config: self.config.clone(),
         })
     }
 }

@@ -31,7 +31,8 @@ pub async fn preinit_with(
     timeout: Duration,
     bytes: &[u8],
 ) -> Result<Vec<u8>> {
-    let mut store = Store::new(engine, host);
+    // A snapshot may be served to other apps: it must not hold this one's state.
+    let mut store = Store::new(engine, host.without_state());
     store.limiter(|host| &mut host.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));

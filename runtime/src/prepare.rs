@@ -16,11 +16,12 @@ pub struct Prepared {
 }
 
 /// The host's imports, built once per engine: all of WASI 0.2 (sandboxed by [`Host`]) and
-/// `wasi:http`, so components built by standard toolchains link with no flags.
+/// `wasi:http`, plus `wasi:keyvalue` and `wasi:config`, so components built by standard toolchains link with no flags.
 pub fn linker(engine: &Engine) -> Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::kv::host::add_to_linker(&mut linker, Host::kv)?;
     Ok(linker)
 }
 

@@ -30,3 +30,6 @@ mod python;
 
 /// `/metrics` in both Prometheus formats, checked by the ecosystem's tools; `deploy/`.
 mod metrics;
+
+/// App state: wasi:keyvalue on the SQLite store, wasi:config, secrets, `edge kv`.
+mod state;

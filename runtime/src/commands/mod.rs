@@ -5,6 +5,7 @@ pub mod build;
 pub mod client;
 pub mod deploy;
 pub mod serve;
+pub mod state;
 
 use clap::{Parser, Subcommand};
 
@@ -21,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve every app in a directory over HTTP.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Build a JavaScript app into a component.
     Build(build::BuildArgs),
     /// Deploy a component to a running server.
@@ -32,6 +33,10 @@ pub enum Command {
     Rollback(apps::RollbackArgs),
     /// Remove an app from a running server.
     Delete(apps::DeleteArgs),
+    /// Manage an app's secrets (read by guests through wasi:config).
+    Secret(state::SecretArgs),
+    /// Inspect and seed an app's key-value stores.
+    Kv(state::KvArgs),
 }
 
 impl Command {
@@ -44,6 +49,8 @@ impl Command {
             Command::Apps(args) => args.execute(),
             Command::Rollback(args) => args.execute(),
             Command::Delete(args) => args.execute(),
+            Command::Secret(args) => args.execute(),
+            Command::Kv(args) => args.execute(),
         }
     }
 }

@@ -129,6 +129,12 @@ pub struct ServeArgs {
     /// How often `--watch` rescans DIR.
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_WATCH_INTERVAL)]
     pub watch_interval: String,
+
+    /// The database of apps' key-value stores (`wasi:keyvalue`) and secrets: a SQLite file,
+    /// created if missing [default: DIR/.edge/state.db]. edge refuses to start on a file
+    /// that is corrupt or locked.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 /// `serve`'s validated configuration: every error is found before anything is bound.
@@ -160,6 +166,8 @@ pub struct ServeConfig {
     pub watch: Option<Duration>,
     /// HTTP threads.
     pub threads: usize,
+    /// The state database.
+    pub state: PathBuf,
 }
 
 impl ServeArgs {
@@ -214,6 +222,10 @@ impl ServeArgs {
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
+            state: self
+                .state
+                .clone()
+                .unwrap_or_else(|| self.dir.join(".edge").join("state.db")),
             watch: match self.watch {
                 true => Some(
                     config::parse_duration(&self.watch_interval).context("in --watch-interval")?,
@@ -270,7 +282,10 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         false => None,
     };
     let _baseline_ticker = baseline.as_ref().map(|b| b.engine.start_epoch_ticker());
+    let state: Arc<dyn crate::kv::Backend> =
+        Arc::new(crate::kv::sqlite::Sqlite::open(&config.state)?);
     let loader = Loader {
+        state: Some(state),
         linker: prepare::linker(&engine.engine)?,
         engine: engine.clone(),
         baseline,

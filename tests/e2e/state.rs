@@ -1,0 +1,554 @@
+use crate::support::{Apps, Edge, Resp, cli, get, send};
+use std::process::Command;
+use std::time::Duration;
+
+const TOKEN: &str = "state-test-token";
+
+async fn call(edge: &Edge, method: &str, host: &str, path: &str, body: &[u8]) -> Resp {
+    send(edge.addr, method, host, path, body.to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"))
+}
+
+/// An apps directory with the kv guest as `app`, declaring `stores`.
+fn kv_app(name: &str, manifest: &str) -> Apps {
+    let apps = Apps::new();
+    apps.add_as("kv", name).manifest(name, manifest);
+    apps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_set_delete_exists_list_and_batch() {
+    let apps = kv_app("app", r#"key_value_stores = ["default", "other"]"#);
+    let edge = Edge::start(apps.path(), &[]);
+    let h = "app.localhost";
+    assert_eq!(
+        call(&edge, "GET", h, "/kv/default/k", b"").await.status,
+        404
+    );
+    let r = call(&edge, "PUT", h, "/kv/default/k", b"v1").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(call(&edge, "GET", h, "/kv/default/k", b"").await.body, "v1");
+    call(&edge, "PUT", h, "/kv/default/k", b"v2").await;
+    assert_eq!(call(&edge, "GET", h, "/kv/default/k", b"").await.body, "v2");
+    // Stores of one app are apart too.
+    assert_eq!(call(&edge, "GET", h, "/kv/other/k", b"").await.status, 404);
+    assert_eq!(
+        call(&edge, "GET", h, "/exists/default/k", b"").await.body,
+        "true"
+    );
+    call(&edge, "DELETE", h, "/kv/default/k", b"").await;
+    assert_eq!(
+        call(&edge, "GET", h, "/exists/default/k", b"").await.body,
+        "false"
+    );
+
+    // 2 500 keys come back in pages of 1 000 that follow the cursor, each key once.
+    let lines: String = (0..2500).map(|i| format!("key-{i:04}=v{i}\n")).collect();
+    let r = call(&edge, "POST", h, "/set-many/default", lines.as_bytes()).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let path = match cursor.as_str() {
+            "" => "/list/default".to_string(),
+            c => format!("/list/default?cursor={c}"),
+        };
+        let r = call(&edge, "GET", h, &path, b"").await;
+        let (keys, next) = r.body.rsplit_once("cursor=").unwrap();
+        seen.extend(keys.lines().map(str::to_string));
+        pages += 1;
+        if next.is_empty() {
+            break;
+        }
+        cursor = next.to_string();
+    }
+    assert_eq!(pages, 3);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 2500);
+    assert_eq!(seen.len(), 2500);
+
+    let r = call(
+        &edge,
+        "GET",
+        h,
+        "/get-many/default?keys=key-0001,absent,key-2499",
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, "key-0001=v1\nabsent!\nkey-2499=v2499\n");
+    call(
+        &edge,
+        "POST",
+        h,
+        "/delete-many/default?keys=key-0001,key-2499,absent",
+        b"",
+    )
+    .await;
+    let r = call(
+        &edge,
+        "GET",
+        h,
+        "/get-many/default?keys=key-0001,key-0002,key-2499",
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, "key-0001!\nkey-0002=v2\nkey-2499!\n");
+
+    // An undeclared store fails inside the guest, with the WIT error for it.
+    let r = call(&edge, "GET", h, "/kv/undeclared/k", b"").await;
+    assert_eq!((r.status, r.body.as_str()), (500, "no-such-store"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_from_16_concurrent_requests_lose_no_update() {
+    let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
+    let edge = Edge::start(apps.path(), &[]);
+    let addr = edge.addr;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..25 {
+                    let r = send(
+                        addr,
+                        "POST",
+                        "app.localhost",
+                        "/incr/default/n?by=1",
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                    assert_eq!(r.status, 200, "{r:?}");
+                    seen.push(r.body.parse::<u64>().unwrap());
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    // Every increment returned a distinct value: none was lost or applied twice.
+    assert_eq!(all, (1..=400).collect::<Vec<u64>>());
+    let r = call(&edge, "GET", "app.localhost", "/kv/default/n", b"").await;
+    assert_eq!(r.body, "400");
+    // A value that is not a counter is refused, and left as it was.
+    call(&edge, "PUT", "app.localhost", "/kv/default/t", b"text").await;
+    let r = call(&edge, "POST", "app.localhost", "/incr/default/t", b"").await;
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("not a counter"), "{}", r.body);
+    assert_eq!(
+        call(&edge, "GET", "app.localhost", "/kv/default/t", b"")
+            .await
+            .body,
+        "text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apps_with_the_same_store_name_never_see_each_others_keys() {
+    let apps = Apps::new();
+    for name in ["a", "b"] {
+        apps.add_as("kv", name)
+            .manifest(name, r#"key_value_stores = ["default"]"#);
+    }
+    // `c` declares no store at all.
+    apps.add_as("kv", "c");
+    let edge = Edge::start(apps.path(), &[]);
+    call(&edge, "PUT", "a.localhost", "/kv/default/secret", b"of a").await;
+    assert_eq!(
+        call(&edge, "GET", "b.localhost", "/kv/default/secret", b"")
+            .await
+            .status,
+        404
+    );
+    let r = call(&edge, "GET", "b.localhost", "/list/default", b"").await;
+    assert_eq!(r.body, "cursor=");
+    call(&edge, "PUT", "b.localhost", "/kv/default/secret", b"of b").await;
+    assert_eq!(
+        call(&edge, "GET", "a.localhost", "/kv/default/secret", b"")
+            .await
+            .body,
+        "of a"
+    );
+    let r = call(&edge, "GET", "c.localhost", "/kv/default/secret", b"").await;
+    assert_eq!((r.status, r.body.as_str()), (500, "no-such-store"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_stop_a_guest_inside_the_guest_and_spare_everyone_else() {
+    let apps = Apps::new();
+    apps.add_as("kv", "small").manifest(
+        "small",
+        r#"
+key_value_stores = ["default"]
+[key_value_limits]
+max_key_size = "16B"
+max_value_size = "2KiB"
+max_keys = 50
+"#,
+    );
+    apps.add_as("kv", "bytes").manifest(
+        "bytes",
+        r#"
+key_value_stores = ["default"]
+[key_value_limits]
+max_store_size = "20KiB"
+"#,
+    );
+    apps.add_as("kv", "other")
+        .manifest("other", r#"key_value_stores = ["default"]"#);
+    let edge = Edge::start(apps.path(), &[]);
+    let long_key = format!("/kv/default/{}", "k".repeat(17));
+    let r = call(&edge, "PUT", "small.localhost", &long_key, b"v").await;
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("max_key_size"), "{}", r.body);
+    let r = call(
+        &edge,
+        "PUT",
+        "small.localhost",
+        "/kv/default/big",
+        &[b'x'; 2049],
+    )
+    .await;
+    assert!(r.body.contains("max_value_size"), "{}", r.body);
+    // A guest looping on `set` is stopped by its own store's limits.
+    let r = call(&edge, "POST", "small.localhost", "/flood/default", b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.starts_with("refused after 50: "), "{}", r.body);
+    assert!(r.body.contains("max_keys"), "{}", r.body);
+    let r = call(&edge, "POST", "bytes.localhost", "/flood/default", b"").await;
+    assert!(r.body.starts_with("refused after 20: "), "{}", r.body);
+    assert!(r.body.contains("max_store_size"), "{}", r.body);
+    // Overwriting within the limit still works; a refused write left nothing behind.
+    let r = call(&edge, "PUT", "small.localhost", "/kv/default/flood-0", b"y").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = call(
+        &edge,
+        "GET",
+        "small.localhost",
+        "/exists/default/flood-50",
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, "false");
+    // The other app is untouched.
+    let r = call(&edge, "PUT", "other.localhost", "/kv/default/k", b"fine").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        call(&edge, "GET", "other.localhost", "/kv/default/k", b"")
+            .await
+            .body,
+        "fine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_write_survives_kill_9_and_restart() {
+    let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
+    let edge = Edge::start(apps.path(), &[]);
+    for i in 0..20 {
+        let r = call(
+            &edge,
+            "PUT",
+            "app.localhost",
+            &format!("/kv/default/k{i}"),
+            format!("v{i}").as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = call(&edge, "POST", "app.localhost", "/incr/default/n?by=7", b"").await;
+    assert_eq!(r.body, "7");
+    // Killed right after the last acknowledgement: no clean shutdown, no checkpoint.
+    let status = Command::new("kill")
+        .args(["-9", &edge.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(edge);
+    let edge = Edge::start(apps.path(), &[]);
+    for i in 0..20 {
+        let r = call(
+            &edge,
+            "GET",
+            "app.localhost",
+            &format!("/kv/default/k{i}"),
+            b"",
+        )
+        .await;
+        assert_eq!(r.body, format!("v{i}"));
+    }
+    assert_eq!(
+        call(&edge, "GET", "app.localhost", "/kv/default/n", b"")
+            .await
+            .body,
+        "7"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_initialization_sees_no_store_and_no_config() {
+    let apps = kv_app(
+        "app",
+        "key_value_stores = [\"default\"]\n[config]\ngreeting = \"hi\"\n",
+    );
+    let edge = Edge::start(apps.path(), &[]);
+    let r = get(edge.addr, "app.localhost", "/init").await;
+    assert!(
+        r.body.contains("not available during pre-initialization"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("hi\""), "{}", r.body);
+    // While handling a request, both are there.
+    assert_eq!(
+        get(edge.addr, "app.localhost", "/config/greeting")
+            .await
+            .body,
+        "hi"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_from_the_manifest_and_secrets_from_the_cli() {
+    let apps = Apps::new();
+    apps.add_as("kv", "app").manifest(
+        "app",
+        "key_value_stores = [\"default\"]\n[config]\ngreeting = \"hello\"\nmode = \"test\"\n",
+    );
+    apps.add_as("kv", "other");
+    let edge = Edge::start_with_token(
+        apps.path(),
+        &["--watch", "--watch-interval", "100ms"],
+        TOKEN,
+    );
+    let h = "app.localhost";
+    assert_eq!(get(edge.addr, h, "/config/greeting").await.body, "hello");
+    assert_eq!(get(edge.addr, h, "/config/api_key").await.status, 404);
+
+    // `edge secret set` reads the value from stdin; the next request sees it.
+    let secret = "s3cr3t-value-42";
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["secret", "set", "app", "api_key", "--server"])
+        .arg(format!("http://{}", edge.admin))
+        .env("EDGE_ADMIN_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{secret}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(edge.addr, h, "/config/api_key").await.body, secret);
+    // A secret of the same name as a manifest entry wins.
+    let all = get(edge.addr, h, "/config").await.body;
+    assert_eq!(
+        all,
+        format!("api_key={secret}\ngreeting=hello\nmode=test\n")
+    );
+    // Another app does not see it.
+    assert_eq!(
+        get(edge.addr, "other.localhost", "/config/api_key")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(get(edge.addr, "other.localhost", "/config").await.body, "");
+
+    let (ok, stdout, _) = cli(&edge, TOKEN, &["secret", "list", "app"]);
+    assert!(ok);
+    assert_eq!(stdout, "api_key\n");
+    let (_, apps_json, _) = cli(&edge, TOKEN, &["apps", "--json"]);
+    assert!(!apps_json.contains(secret));
+    // Nothing of the value reaches the log or a listing.
+    assert!(!edge.log().contains(secret), "{}", edge.log());
+    let r =
+        crate::support::admin(edge.admin, "GET", "/apps/app/secrets", TOKEN, None, vec![]).await;
+    assert!(!r.body.contains(secret));
+    // A wrong token changes nothing.
+    let r = crate::support::admin(
+        edge.admin,
+        "PUT",
+        "/apps/app/secrets/api_key",
+        "wrong",
+        None,
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(get(edge.addr, h, "/config/api_key").await.body, secret);
+
+    // A manifest change takes effect without a deploy (the directory is watched).
+    apps.manifest(
+        "app",
+        "key_value_stores = [\"default\"]\n[config]\ngreeting = \"bonjour\"\n",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get(edge.addr, h, "/config/greeting").await.body != "bonjour" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the manifest change was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (ok, _, _) = cli(&edge, TOKEN, &["secret", "delete", "app", "api_key"]);
+    assert!(ok);
+    assert_eq!(get(edge.addr, h, "/config/api_key").await.status, 404);
+    let (ok, _, err) = cli(&edge, TOKEN, &["secret", "delete", "app", "api_key"]);
+    assert!(!ok);
+    assert!(err.contains("no secret `api_key`"), "{err}");
+    let (ok, _, err) = cli(&edge, TOKEN, &["secret", "list", "Bad_Name"]);
+    assert!(!ok && err.contains("app name"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_read_and_seed_stores_with_edge_kv() {
+    let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
+    let edge = Edge::start_with_token(apps.path(), &[], TOKEN);
+    // A key with a slash travels percent-encoded and arrives whole.
+    let (ok, _, err) = cli(
+        &edge,
+        TOKEN,
+        &["kv", "set", "app", "default", "dir/file.txt", "seeded"],
+    );
+    assert!(ok, "{err}");
+    let r = call(
+        &edge,
+        "GET",
+        "app.localhost",
+        "/get-many/default?keys=dir/file.txt",
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, "dir/file.txt=seeded\n");
+    call(
+        &edge,
+        "PUT",
+        "app.localhost",
+        "/kv/default/from-guest",
+        b"hello",
+    )
+    .await;
+    let (ok, out, _) = cli(&edge, TOKEN, &["kv", "get", "app", "default", "from-guest"]);
+    assert!(ok);
+    assert_eq!(out, "hello");
+    let (ok, out, _) = cli(&edge, TOKEN, &["kv", "list", "app", "default"]);
+    assert!(ok);
+    assert_eq!(out, "dir/file.txt\nfrom-guest\n");
+    let (ok, _, _) = cli(
+        &edge,
+        TOKEN,
+        &["kv", "delete", "app", "default", "from-guest"],
+    );
+    assert!(ok);
+    let (ok, _, err) = cli(&edge, TOKEN, &["kv", "get", "app", "default", "from-guest"]);
+    assert!(!ok && err.contains("no key `from-guest`"), "{err}");
+    let (ok, _, err) = cli(&edge, TOKEN, &["kv", "list", "app", "nope"]);
+    assert!(!ok && err.contains("no key-value store `nope`"), "{err}");
+    let (ok, _, err) = cli(&edge, TOKEN, &["kv", "list", "ghost", "default"]);
+    assert!(!ok && err.contains("no app `ghost`"), "{err}");
+}
+
+/// Runs `edge serve` on `state` to its exit (it should refuse to start).
+fn serve_on_state(apps: &Apps, state: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("serve")
+        .arg(apps.path())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--state",
+        ])
+        .arg(state)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_corrupt_or_foreign_state_file_stops_the_server_before_it_serves() {
+    let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
+    // Not a database at all.
+    let state = apps.path().join("state.db");
+    std::fs::write(&state, vec![0x5a; 16 * 1024]).unwrap();
+    let out = serve_on_state(&apps, &state);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a usable SQLite database"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Serving HTTP"));
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        vec![0x5a; 16 * 1024],
+        "the file was changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_damaged_inside_is_refused_rather_than_served() {
+    let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
+    let state = apps.path().join("damaged.db");
+    {
+        let edge = Edge::start(apps.path(), &["--state", state.to_str().unwrap()]);
+        let lines: String = (0..3000)
+            .map(|i| format!("key-{i:05}={}\n", "v".repeat(200)))
+            .collect();
+        let r = call(
+            &edge,
+            "POST",
+            "app.localhost",
+            "/set-many/default",
+            lines.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // Fold the WAL into the main file (as a clean shutdown or a checkpoint would), then
+    // scribble over a page in the middle of it.
+    let status = Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut bytes = std::fs::read(&state).unwrap();
+    assert!(
+        bytes.len() > 64 * 4096,
+        "the database is only {} bytes",
+        bytes.len()
+    );
+    let page = 4096;
+    let mid = (bytes.len() / page / 2) * page;
+    bytes[mid + 8..mid + page].fill(0xa5);
+    std::fs::write(&state, bytes).unwrap();
+    let out = serve_on_state(&apps, &state);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "it served from a damaged database: {err}"
+    );
+    assert!(
+        err.contains("corrupt") || err.contains("malformed"),
+        "{err}"
+    );
+}
