@@ -41,6 +41,7 @@ fn bench_request(c: &mut Criterion) {
             cache: None,
             defaults: Limits::default(),
             state: None,
+            metrics: None,
         };
         let app = rt
             .block_on(loader.load(
@@ -80,6 +81,7 @@ fn bench_js_vs_rust(c: &mut Criterion) {
         cache: None,
         defaults: Limits::default(),
         state: None,
+        metrics: None,
     };
     let hello_js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/js/hello.js");
     let source = std::fs::read(hello_js).unwrap();

@@ -31,6 +31,8 @@ pub struct Loader {
     pub defaults: Limits,
     /// Where apps' key-value stores and secrets live (`None`: apps get no state).
     pub state: Option<Arc<dyn crate::kv::Backend>>,
+    /// Where key-value operations are counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The baseline-tier engine and its linker.
@@ -375,11 +377,17 @@ impl Loader {
                 config.stores.clone(),
                 config.store_limits.clone(),
                 config.config.clone(),
+                self.metrics.clone(),
             ))
         });
+        let mut env = config.env.clone();
+        if state.is_some() && !config.stores.is_empty() {
+            // How a guest learns its stores' names (sdk-js binds each in `env`).
+            env.push(("EDGE_KV_STORES".into(), config.stores.join(",")));
+        }
         GuestEnv {
             app,
-            env: config.env.clone(),
+            env,
             memory_limit: config.limits.memory as usize,
             outbound: Arc::new(config.outbound.clone()),
             state,

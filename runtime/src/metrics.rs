@@ -78,6 +78,21 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KvLabels {
+    app: String,
+    store: String,
+    op: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KvBytesLabels {
+    app: String,
+    store: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KillLabels {
     app: String,
     reason: &'static str,
@@ -113,6 +128,8 @@ pub struct Metrics {
     instantiate: Family<AppLabel, Histogram>,
     kills: Family<KillLabels, Counter>,
     deploys: Family<DeployLabels, Counter>,
+    kv_ops: Family<KvLabels, Counter>,
+    kv_bytes: Family<KvBytesLabels, Counter>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -159,7 +176,23 @@ impl Default for Metrics {
             "Deploys by app and result (ok or rejected)",
             deploys.clone(),
         );
+        let kv_ops = Family::<KvLabels, Counter>::default();
+        registry.register(
+            "kv_operations",
+            "Key-value operations by app, store, operation (get, set, delete, exists, list, \
+             increment, get_many, set_many, delete_many) and result (ok or error)",
+            kv_ops.clone(),
+        );
+        let kv_bytes = Family::<KvBytesLabels, Counter>::default();
+        registry.register_with_unit(
+            "kv",
+            "Bytes of keys and values read from and written to key-value stores, by app and store",
+            prometheus_client::registry::Unit::Bytes,
+            kv_bytes.clone(),
+        );
         Metrics {
+            kv_ops,
+            kv_bytes,
             registry: root,
             apps,
             requests,
@@ -250,6 +283,30 @@ impl Metrics {
                 result: DEPLOY_RESULTS[if ok { 0 } else { 1 }],
             })
             .inc();
+    }
+
+    /// Records one key-value operation of `app` on `store`, and the bytes of keys and
+    /// values it read and wrote.
+    pub fn kv(&self, app: &str, store: &str, op: &'static str, ok: bool, read: u64, written: u64) {
+        self.kv_ops
+            .get_or_create(&KvLabels {
+                app: app.into(),
+                store: store.into(),
+                op,
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+        for (direction, n) in [("read", read), ("written", written)] {
+            if n > 0 {
+                self.kv_bytes
+                    .get_or_create(&KvBytesLabels {
+                        app: app.into(),
+                        store: store.into(),
+                        direction,
+                    })
+                    .inc_by(n);
+            }
+        }
     }
 
     /// Every metric, in `format`.

@@ -1473,6 +1473,85 @@
   // ----------------------------------------------------------------- fetch events
 
   let app = null;
+  // ------------------------------------------------------------------- env: state
+
+  /** A key-value store the app's manifest declares (`key_value_stores`), Cloudflare
+   * Workers KV's shape on `wasi:keyvalue`. Values are bytes; `get` decodes them as asked. */
+  class KVNamespace {
+    #name;
+    constructor(name) {
+      this.#name = name;
+    }
+    async get(key, options) {
+      const type = typeof options === "string" ? options : (options?.type ?? "text");
+      if (!["text", "json", "arrayBuffer", "stream"].includes(type))
+        throw new TypeError(`KV get: unknown type "${type}" (use "text", "json", "arrayBuffer" or "stream")`);
+      const bytes = native.kvGet(this.#name, String(key));
+      if (bytes === undefined || bytes === null) return null;
+      if (type === "text") return native.decode(bytes);
+      if (type === "json") return JSON.parse(native.decode(bytes));
+      if (type === "arrayBuffer") return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+      return new ReadableStream({ start(c) { c.enqueue(bytes); c.close(); } });
+    }
+    async put(key, value, options) {
+      if (options && (options.expiration !== undefined || options.expirationTtl !== undefined))
+        throw new TypeError("KV put: expiration is not supported by edge's stores");
+      if (options?.metadata !== undefined) throw new TypeError("KV put: metadata is not supported by edge's stores");
+      let bytes = typeof value === "string" ? native.encode(value) : asBytes(value);
+      if (bytes === null && value instanceof ReadableStream) bytes = new Uint8Array(await new Response(value).arrayBuffer());
+      if (bytes === null) throw new TypeError("KV put: the value must be a string, an ArrayBuffer, a typed array or a ReadableStream");
+      native.kvSet(this.#name, String(key), bytes);
+    }
+    async delete(key) {
+      native.kvDelete(this.#name, String(key));
+    }
+    /** Keys in UTF-16 order, filtered by `prefix`, `limit` (≤ 1000) at a time. Reads every
+     * key of the store: the host's pages are in insertion order. */
+    async list(options = {}) {
+      const prefix = options.prefix == null ? "" : String(options.prefix);
+      const limit = options.limit === undefined ? 1000 : Number(options.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RangeError("KV list: limit must be an integer from 1 to 1000");
+      const after = options.cursor ? native.decode(Uint8Array.from(atob(String(options.cursor)), (c) => c.charCodeAt(0))) : null;
+      const all = [];
+      let cursor = -1;
+      do {
+        const page = native.kvList(this.#name, cursor);
+        cursor = page[0];
+        for (let i = 1; i < page.length; i++) if (page[i].startsWith(prefix) && (after === null || page[i] > after)) all.push(page[i]);
+      } while (cursor >= 0);
+      all.sort();
+      const keys = all.slice(0, limit).map((name) => ({ name }));
+      if (all.length <= limit) return { keys, list_complete: true, cacheStatus: null };
+      const last = native.encode(keys[keys.length - 1].name);
+      return { keys, list_complete: false, cursor: btoa(String.fromCharCode(...last)), cacheStatus: null };
+    }
+    /** edge's addition (`wasi:keyvalue/atomics`): adds `delta` to the counter at `key`
+     * atomically and resolves to the new value. */
+    async increment(key, delta = 1) {
+      return native.kvIncrement(this.#name, String(key), Number(delta));
+    }
+  }
+
+  /** `env` of one request: environment variables, then config and secrets, then stores.
+   * The host names the declared stores in `EDGE_KV_STORES`; the store `default` is also
+   * `env.KV`. */
+  const makeEnv = () => {
+    const env = native.env();
+    const stores = env.EDGE_KV_STORES;
+    delete env.EDGE_KV_STORES;
+    if (native.config) {
+      const flat = native.config();
+      for (let i = 0; i < flat.length; i += 2) env[flat[i]] = flat[i + 1];
+    }
+    if (stores && native.kvGet)
+      for (const name of stores.split(",")) {
+        const store = new KVNamespace(name);
+        env[name] = store;
+        if (name === "default") env.KV = store;
+      }
+    return env;
+  };
+
   const listeners = [];
 
   class FetchEvent {
@@ -1533,7 +1612,7 @@
     let response;
     if (app) {
       const context = { waitUntil: (p) => void waits.push(Promise.resolve(p)), passThroughOnException() {} };
-      response = await app.fetch(request, native.env(), context);
+      response = await app.fetch(request, makeEnv(), context);
     } else {
       const event = new FetchEvent(request, waits);
       for (const listener of listeners) {

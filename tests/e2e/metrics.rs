@@ -138,12 +138,31 @@ async fn a_quiet_server_has_every_family_and_series_at_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_formats_pass_their_reference_parsers_with_the_same_numbers() {
     let apps = Apps::new();
-    apps.add("hello").add("trap");
+    apps.add("hello").add("trap").add("kv").manifest(
+        "kv",
+        "key_value_stores = [\"default\"]\n[key_value_limits]\nmax_value_size = \"8B\"\n",
+    );
     let edge = Edge::start_with_token(apps.path(), &[], TOKEN);
     for _ in 0..3 {
         get(edge.addr, "hello.localhost", "/").await;
     }
     get(edge.addr, "trap.localhost", "/trap").await;
+    // Key-value operations: a set (key 1 byte + value 5), a get of it, a set over the limit.
+    let kv = |method: &'static str, path: &'static str, body: &'static [u8]| {
+        crate::support::send(edge.addr, method, "kv.localhost", path, body.to_vec())
+    };
+    assert_eq!(
+        kv("PUT", "/kv/default/k", b"12345").await.unwrap().status,
+        200
+    );
+    assert_eq!(kv("GET", "/kv/default/k", b"").await.unwrap().body, "12345");
+    assert_eq!(
+        kv("PUT", "/kv/default/k", b"123456789")
+            .await
+            .unwrap()
+            .status,
+        500
+    );
 
     // Prometheus' own Accept header gets OpenMetrics, which the strict parser accepts.
     let (content_type, open) = scrape(&edge, Some(PROMETHEUS_ACCEPT)).await;
@@ -171,6 +190,8 @@ async fn both_formats_pass_their_reference_parsers_with_the_same_numbers() {
         ("edge_guest_kills", "counter"),
         ("edge_deploys", "counter"),
         ("edge_apps", "gauge"),
+        ("edge_kv_operations", "counter"),
+        ("edge_kv_bytes", "counter"),
         ("process_cpu_seconds", "counter"),
         ("process_resident_memory_bytes", "gauge"),
         ("process_open_fds", "gauge"),
@@ -192,6 +213,28 @@ async fn both_formats_pass_their_reference_parsers_with_the_same_numbers() {
         value_of(&families, "edge_guest_kills_total", &trap),
         Some(1.0)
     );
+    let kv_op = |op, result| {
+        let labels = [
+            ("app", "kv"),
+            ("store", "default"),
+            ("op", op),
+            ("result", result),
+        ];
+        value_of(&families, "edge_kv_operations_total", &labels)
+    };
+    assert_eq!(kv_op("set", "ok"), Some(1.0));
+    assert_eq!(kv_op("set", "error"), Some(1.0));
+    assert_eq!(kv_op("get", "ok"), Some(1.0));
+    let kv_bytes = |direction| {
+        let labels = [
+            ("app", "kv"),
+            ("store", "default"),
+            ("direction", direction),
+        ];
+        value_of(&families, "edge_kv_bytes_total", &labels)
+    };
+    assert_eq!(kv_bytes("written"), Some(6.0));
+    assert_eq!(kv_bytes("read"), Some(5.0));
     let rss = value_of(&families, "process_resident_memory_bytes", &[]).unwrap();
     assert!(rss > 1e6, "resident memory {rss}");
 

@@ -1,4 +1,4 @@
-use crate::support::{Apps, Edge, Resp, cli, get, send};
+use crate::support::{Apps, Edge, Resp, cli, cli_with_stdin, get, send};
 use std::process::Command;
 use std::time::Duration;
 
@@ -335,29 +335,13 @@ async fn config_from_the_manifest_and_secrets_from_the_cli() {
 
     // `edge secret set` reads the value from stdin; the next request sees it.
     let secret = "s3cr3t-value-42";
-    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["secret", "set", "app", "api_key", "--server"])
-        .arg(format!("http://{}", edge.admin))
-        .env("EDGE_ADMIN_TOKEN", TOKEN)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{secret}\n").as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, _, err) = cli_with_stdin(
+        &edge,
+        TOKEN,
+        &["secret", "set", "app", "api_key"],
+        &format!("{secret}\n"),
     );
+    assert!(ok, "{err}");
     assert_eq!(get(edge.addr, h, "/config/api_key").await.body, secret);
     // A secret of the same name as a manifest entry wins.
     let all = get(edge.addr, h, "/config").await.body;
@@ -551,4 +535,189 @@ async fn a_database_damaged_inside_is_refused_rather_than_served() {
         err.contains("corrupt") || err.contains("malformed"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_visits_example_counts_every_visit() {
+    let apps = Apps::new();
+    let manifest =
+        std::fs::read_to_string(crate::support::repo_root().join("examples/apps/visits.toml"))
+            .unwrap();
+    apps.add("visits").manifest("visits", &manifest);
+    let edge = Edge::start(apps.path(), &[]);
+    let addr = edge.addr;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            tokio::spawn(async move {
+                let path = if i % 2 == 0 { "/a" } else { "/b/c" };
+                for _ in 0..5 {
+                    let r = send(addr, "GET", "visits.localhost", path, vec![])
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status, 200, "{r:?}");
+                    assert!(r.body.starts_with("visit "), "{}", r.body);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = get(addr, "visits.localhost", "/a").await;
+    assert_eq!(r.body, "visit 21 of /a\n");
+    let r = get(addr, "visits.localhost", "/stats").await;
+    assert_eq!(r.headers["content-type"], "application/json");
+    let stats: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(stats, serde_json::json!({"/a": 21, "/b/c": 20}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_reads_stores_config_and_secrets_through_env() {
+    let apps = Apps::new();
+    apps.add_js("tests/js/kv.js", "kvjs");
+    apps.manifest(
+        "kvjs",
+        "key_value_stores = [\"default\", \"sessions\"]\n\
+         [key_value_limits]\nmax_value_size = \"4KiB\"\n\
+         [env]\nGREETING = \"from env\"\n[config]\ngreeting = \"from config\"\n",
+    );
+    let edge = Edge::start_with_token(apps.path(), &[], TOKEN);
+    let r = get(edge.addr, "kvjs.localhost", "/check").await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", edge.log());
+    let r: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let expect = serde_json::json!({
+        "text": "héllo",
+        "textType": "héllo",
+        "json": {"a": [1, 2]},
+        "arrayBuffer": [0, 255, 7],
+        "stream": "héllo",
+        "missing": null,
+        "deleted": null,
+        "counter": [1, 42, "42"],
+        "sessions": ["session doc", 2],
+        "pages": [[10, false, "user:00"], [10, false, "user:10"], [5, true, "user:20"]],
+        "cursorIsString": true,
+        "all": 28,
+        "badType": "TypeError: KV get: unknown type \"blob\" (use \"text\", \"json\", \"arrayBuffer\" or \"stream\")",
+        "expiration": "TypeError: KV put: expiration is not supported by edge's stores",
+        "badValue": "TypeError: KV put: the value must be a string, an ArrayBuffer, a typed array or a ReadableStream",
+        "tooBig": "Error: KV put in `default`: value of 5000 bytes is over this store's limit of 4096 (`key_value_limits.max_value_size`)",
+        "notCounter": "Error: KV increment in `default`: the value at `doc` is not a counter (decimal digits); `increment` cannot add to it",
+        "config": ["from config", "from env", null],
+        "hasStoresVar": false,
+    });
+    for (k, v) in expect.as_object().unwrap() {
+        assert_eq!(&r[k], v, "{k}");
+    }
+    // A secret set now is in `env` on the next request, without a redeploy.
+    let put = crate::support::admin(
+        edge.admin,
+        "PUT",
+        "/apps/kvjs/secrets/token",
+        TOKEN,
+        None,
+        b"t0ps3cret".to_vec(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{put:?}");
+    let env: serde_json::Value =
+        serde_json::from_str(&get(edge.addr, "kvjs.localhost", "/env").await.body).unwrap();
+    assert_eq!(env["token"], "t0ps3cret");
+    assert_eq!(env["KV"], "[object KVNamespace]");
+    assert_eq!(env["sessions"], "[object KVNamespace]");
+    assert_eq!(env["default"], "[object KVNamespace]");
+    assert!(!edge.log().contains("t0ps3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_javascript_url_shortener_example() {
+    let apps = Apps::new();
+    apps.add_js("examples/js/shortener.js", "short");
+    let manifest =
+        std::fs::read_to_string(crate::support::repo_root().join("examples/js/shortener.toml"))
+            .unwrap();
+    apps.manifest("short", &manifest);
+    let edge = Edge::start_with_token(apps.path(), &[], TOKEN);
+    let h = "short.localhost";
+    let r = call(
+        &edge,
+        "POST",
+        h,
+        "/api/links",
+        br#"{"url": "https://example.com/a?b=c", "slug": "ex"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let link: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(link["url"], "https://example.com/a?b=c");
+    assert_eq!(link["short"], "http://short.localhost/ex");
+    let r = call(
+        &edge,
+        "POST",
+        h,
+        "/api/links",
+        br#"{"url": "https://example.org/", "slug": "ex"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    let r = call(
+        &edge,
+        "POST",
+        h,
+        "/api/links",
+        br#"{"url": "ftp://example.org/"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = call(&edge, "POST", h, "/api/links", b"not json").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    for _ in 0..3 {
+        let r = get(edge.addr, h, "/ex").await;
+        assert_eq!(r.status, 302);
+        assert_eq!(r.headers["location"], "https://example.com/a?b=c");
+    }
+    let r = get(edge.addr, h, "/api/links/ex").await;
+    let shown: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(shown["visits"], 3);
+    // 120 more links: the list comes in pages of 100 that follow the cursor.
+    for i in 0..120 {
+        let body = format!(r#"{{"url": "https://example.net/{i}"}}"#);
+        let r = call(&edge, "POST", h, "/api/links", body.as_bytes()).await;
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let page1: serde_json::Value =
+        serde_json::from_str(&get(edge.addr, h, "/api/links").await.body).unwrap();
+    assert_eq!(page1["links"].as_array().unwrap().len(), 100);
+    let cursor = page1["cursor"].as_str().unwrap();
+    let path = format!("/api/links?cursor={}", crate::support::percent(cursor));
+    let page2: serde_json::Value =
+        serde_json::from_str(&get(edge.addr, h, &path).await.body).unwrap();
+    assert_eq!(page2["links"].as_array().unwrap().len(), 21);
+    assert!(page2["cursor"].is_null());
+    // Deleting needs the ADMIN_TOKEN secret; set it, and the next request honours it.
+    let r = call(&edge, "DELETE", h, "/api/links/ex", b"").await;
+    assert_eq!(r.status, 401);
+    let (ok, _, err) = cli_with_stdin(
+        &edge,
+        TOKEN,
+        &["secret", "set", "short", "ADMIN_TOKEN"],
+        "letmein\n",
+    );
+    assert!(ok, "{err}");
+    let r = send(edge.addr, "DELETE", h, "/api/links/ex", vec![])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "no bearer token");
+    let r = crate::support::send_with(
+        edge.addr,
+        "DELETE",
+        h,
+        "/api/links/ex",
+        &[("authorization", "Bearer letmein")],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(get(edge.addr, h, "/ex").await.status, 404);
 }

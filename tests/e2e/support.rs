@@ -269,15 +269,31 @@ pub async fn send(
     path: &str,
     body: Vec<u8>,
 ) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
+    send_with(addr, method, host, path, &[], body).await
+}
+
+/// [`send`] with extra request headers.
+pub async fn send_with(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Resp, Box<dyn std::error::Error + Send + Sync>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let req = hyper::Request::builder()
+    let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", host)
-        .body(Full::new(Bytes::from(body)))?;
-    let resp = sender.send_request(req).await?;
+        .header("host", host);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body)))?)
+        .await?;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await?.to_bytes();
     Ok(Resp {
@@ -285,6 +301,11 @@ pub async fn send(
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// `text` percent-encoded for a query value.
+pub fn percent(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// An admin-API request with `Authorization: Bearer {token}` (none if `token` is empty).
@@ -373,6 +394,37 @@ pub fn cli(edge: &Edge, token: &str, args: &[&str]) -> (bool, String, String) {
         .env("EDGE_ADMIN_TOKEN", token)
         .output()
         .expect("running edge");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`cli`] with `stdin` as the command's standard input.
+pub fn cli_with_stdin(
+    edge: &Edge,
+    token: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(args)
+        .args(["--server", &format!("http://{}", edge.admin)])
+        .env("EDGE_ADMIN_TOKEN", token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running edge");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

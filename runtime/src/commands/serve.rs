@@ -284,15 +284,16 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     let _baseline_ticker = baseline.as_ref().map(|b| b.engine.start_epoch_ticker());
     let state: Arc<dyn crate::kv::Backend> =
         Arc::new(crate::kv::sqlite::Sqlite::open(&config.state)?);
+    let metrics = Arc::new(Metrics::default());
     let loader = Loader {
         state: Some(state),
+        metrics: Some(metrics.clone()),
         linker: prepare::linker(&engine.engine)?,
         engine: engine.clone(),
         baseline,
         cache,
         defaults: config.limits.clone(),
     };
-    let metrics = Arc::new(Metrics::default());
     let server = Server::new(
         config.limits.max_concurrency,
         metrics.clone(),

@@ -187,7 +187,7 @@ fn kv(
             Ok((StatusCode::OK, json!({ "key": key, "set": body.len() })))
         }
         (&Method::DELETE, Some(key)) => {
-            state.delete_many(&store, &[&key]).map_err(kv_err)?;
+            state.delete(&store, &key).map_err(kv_err)?;
             Ok((StatusCode::OK, json!({ "deleted": key })))
         }
         _ => Err(err(

@@ -126,7 +126,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        self.on(&bucket, |s, store| s.delete_many(store, &[&key]))
+        self.on(&bucket, |s, store| s.delete(store, &key))
     }
 
     fn exists(
@@ -172,9 +172,12 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         self.on(&bucket, |s, store| {
-            keys.into_iter()
-                .map(|k| Ok(s.get(store, &k)?.map(|v| (k, v))))
-                .collect()
+            let values = s.get_many(store, &keys)?;
+            Ok(keys
+                .into_iter()
+                .zip(values)
+                .map(|(k, v)| v.map(|v| (k, v)))
+                .collect())
         })
     }
 

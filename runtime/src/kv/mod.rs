@@ -14,6 +14,7 @@ pub mod host;
 pub mod sqlite;
 
 use crate::config;
+use crate::metrics::Metrics;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -228,6 +229,7 @@ pub struct AppState {
     stores: Vec<String>,
     limits: StoreLimits,
     config: BTreeMap<String, String>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -249,6 +251,7 @@ impl AppState {
         stores: Vec<String>,
         limits: StoreLimits,
         config: BTreeMap<String, String>,
+        metrics: Option<Arc<Metrics>>,
     ) -> AppState {
         AppState {
             app,
@@ -256,7 +259,25 @@ impl AppState {
             stores,
             limits,
             config,
+            metrics,
         }
+    }
+
+    /// Counts an operation's outcome and bytes (`read` of a success) in the metrics.
+    fn note<R>(
+        &self,
+        store: &str,
+        op: &'static str,
+        written: u64,
+        result: Result<R, KvError>,
+        read: impl FnOnce(&R) -> u64,
+    ) -> Result<R, KvError> {
+        if let Some(m) = &self.metrics {
+            let read = result.as_ref().map_or(0, read);
+            let written = if result.is_ok() { written } else { 0 };
+            m.kv(&self.app, store, op, result.is_ok(), read, written);
+        }
+        result
     }
 
     /// The declared store called `name`, or [`KvError::NoSuchStore`].
@@ -302,37 +323,77 @@ impl AppState {
 
     /// `get` in `store`.
     pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.check_key(key)?;
-        self.backend.get(self.scope(store), key)
+        let r = self
+            .check_key(key)
+            .and_then(|()| self.backend.get(self.scope(store), key));
+        self.note(store, "get", 0, r, |v| {
+            v.as_ref().map_or(0, |v| v.len() as u64)
+        })
+    }
+
+    /// `get-many` in `store`.
+    pub fn get_many(&self, store: &str, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let r = keys
+            .iter()
+            .map(|k| {
+                self.check_key(k)?;
+                self.backend.get(self.scope(store), k)
+            })
+            .collect();
+        self.note(store, "get_many", 0, r, |vs: &Vec<Option<Vec<u8>>>| {
+            vs.iter().flatten().map(|v| v.len() as u64).sum()
+        })
     }
 
     /// `exists` in `store`.
     pub fn exists(&self, store: &str, key: &str) -> Result<bool, KvError> {
-        self.check_key(key)?;
-        self.backend.exists(self.scope(store), key)
+        let r = self
+            .check_key(key)
+            .and_then(|()| self.backend.exists(self.scope(store), key));
+        self.note(store, "exists", 0, r, |_| 0)
     }
 
     /// `set` in `store`.
     pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.set_many(store, &[(key, value)])
+        self.write(store, "set", &[(key, value)])
     }
 
     /// `set-many` in `store`: every pair is checked before any is written.
     pub fn set_many(&self, store: &str, pairs: &[(&str, &[u8])]) -> Result<(), KvError> {
-        for (k, v) in pairs {
-            self.check_key(k)?;
-            self.check_value(v)?;
-        }
-        self.backend
-            .set_many(self.scope(store), pairs, &self.limits)
+        self.write(store, "set_many", pairs)
+    }
+
+    fn write(&self, store: &str, op: &'static str, pairs: &[(&str, &[u8])]) -> Result<(), KvError> {
+        let r = pairs
+            .iter()
+            .try_for_each(|(k, v)| {
+                self.check_key(k)?;
+                self.check_value(v)
+            })
+            .and_then(|()| {
+                self.backend
+                    .set_many(self.scope(store), pairs, &self.limits)
+            });
+        let written = pairs.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        self.note(store, op, written, r, |_| 0)
+    }
+
+    /// `delete` in `store`.
+    pub fn delete(&self, store: &str, key: &str) -> Result<(), KvError> {
+        self.remove(store, "delete", &[key])
     }
 
     /// `delete-many` in `store`.
     pub fn delete_many(&self, store: &str, keys: &[&str]) -> Result<(), KvError> {
-        for k in keys {
-            self.check_key(k)?;
-        }
-        self.backend.delete_many(self.scope(store), keys)
+        self.remove(store, "delete_many", keys)
+    }
+
+    fn remove(&self, store: &str, op: &'static str, keys: &[&str]) -> Result<(), KvError> {
+        let r = keys
+            .iter()
+            .try_for_each(|k| self.check_key(k))
+            .and_then(|()| self.backend.delete_many(self.scope(store), keys));
+        self.note(store, op, 0, r, |_| 0)
     }
 
     /// One page of keys in `store`.
@@ -341,14 +402,19 @@ impl AppState {
         store: &str,
         cursor: Option<u64>,
     ) -> Result<(Vec<String>, Option<u64>), KvError> {
-        self.backend.list(self.scope(store), cursor, PAGE_SIZE)
+        let r = self.backend.list(self.scope(store), cursor, PAGE_SIZE);
+        self.note(store, "list", 0, r, |(keys, _)| {
+            keys.iter().map(|k| k.len() as u64).sum()
+        })
     }
 
     /// `increment` in `store`.
     pub fn increment(&self, store: &str, key: &str, delta: u64) -> Result<u64, KvError> {
-        self.check_key(key)?;
-        self.backend
-            .increment(self.scope(store), key, delta, &self.limits)
+        let r = self.check_key(key).and_then(|()| {
+            self.backend
+                .increment(self.scope(store), key, delta, &self.limits)
+        });
+        self.note(store, "increment", 0, r, |_| 0)
     }
 
     /// A config value: a secret of that name, else the manifest's `[config]` entry.

@@ -33,8 +33,21 @@ mod k6;
 mod outbound;
 
 #[cfg(not(feature = "k6"))]
+mod state;
+
+// The app's world beyond `wasi:http/proxy`: pre-initialization, and the state the host
+// gives apps (`env` in `fetch(request, env, ctx)`; see `state.rs`).
+#[cfg(not(feature = "k6"))]
 wit_bindgen::generate!({
-    inline: "package edge:js; world init { export wizer-initialize: func(); }",
+    inline: "package edge:js;
+        world init {
+            export wizer-initialize: func();
+            import wasi:keyvalue/store@0.2.0-draft;
+            import wasi:keyvalue/atomics@0.2.0-draft;
+            import wasi:config/store@0.2.0-draft;
+        }",
+    path: ["../../runtime/wit/keyvalue", "../../runtime/wit/config"],
+    generate_all,
 });
 
 /// The Web API layer, evaluated at initialization (so it is part of the snapshot).
@@ -304,6 +317,8 @@ fn install_natives(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
     natives.set("env", Function::new(ctx.clone(), native_env)?)?;
     natives.set("fetch", Function::new(ctx.clone(), outbound::native_fetch)?)?;
     natives.set("now", Function::new(ctx.clone(), native_now)?)?;
+    #[cfg(not(feature = "k6"))]
+    state::install(ctx, &natives)?;
     ctx.globals().set("__edge", natives)
 }
 
