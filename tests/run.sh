@@ -16,10 +16,13 @@ if [ ! -d target/npm/node_modules/k6-html-reporter ] || [ ! -d target/npm/node_m
 fi
 # apt: Prometheus' promtool (package `prometheus`), which checks /metrics, the dashboard's
 # queries and the scrape config in deploy/; headless Chromium (package `chromium`) for the
-# screenshot tests of the HTML reports.
+# screenshot tests of the HTML reports; PostgreSQL.
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# PostgreSQL's server binaries, for the cluster state store's tests (the harness runs its
+# own throwaway server, as the `postgres` user when the suite runs as root).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -9,9 +9,38 @@
 // FormData. Everything else of ES2023 (Map, Promise, async/await, JSON, typed arrays,
 // BigInt, Intl-free Date…) is QuickJS-NG's.
 
-/** The app's environment: the `[env]` table of its manifest (`app.toml`). */
+/** The app's environment, built for each request: the `[env]` table of its manifest,
+ * then its `[config]` table and its secrets (`edge secret set`), as strings; then each
+ * key-value store its manifest declares (`key_value_stores`), by name. */
 interface EdgeEnv {
-  readonly [name: string]: string | undefined;
+  /** The store named `default`, when the manifest declares it. */
+  readonly KV?: KVNamespace;
+  readonly [name: string]: string | KVNamespace | undefined;
+}
+
+/** A page of `KVNamespace.list`. */
+interface KVListResult {
+  keys: { name: string }[];
+  list_complete: boolean;
+  /** Pass it back as `cursor` for the next page; absent on the last one. */
+  cursor?: string;
+  cacheStatus: null;
+}
+
+/** One of the app's key-value stores (`wasi:keyvalue`), in Cloudflare Workers KV's shape.
+ * Reads always see the latest acknowledged write. */
+interface KVNamespace {
+  get(key: string, type?: "text" | { type?: "text" }): Promise<string | null>;
+  get<T = unknown>(key: string, type: "json" | { type: "json" }): Promise<T | null>;
+  get(key: string, type: "arrayBuffer" | { type: "arrayBuffer" }): Promise<ArrayBuffer | null>;
+  get(key: string, type: "stream" | { type: "stream" }): Promise<ReadableStream<Uint8Array> | null>;
+  /** Expiry and metadata options are refused: edge's stores keep neither. */
+  put(key: string, value: string | ArrayBuffer | ArrayBufferView | ReadableStream<Uint8Array>): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Keys in sorted order; reads every key of the store to filter by `prefix`. */
+  list(options?: { prefix?: string; limit?: number; cursor?: string }): Promise<KVListResult>;
+  /** edge's addition: atomically adds `delta` (default 1) to the counter at `key`. */
+  increment(key: string, delta?: number): Promise<number>;
 }
 
 /** The third argument of `fetch`. */

@@ -10,6 +10,33 @@ async fn call(edge: &Edge, method: &str, host: &str, path: &str, body: &[u8]) ->
         .unwrap_or_else(|e| panic!("{method} {host}{path}: {e}"))
 }
 
+/// `tasks` concurrent clients, spread over `nodes`, each incrementing app `app`'s counter
+/// `n` in store `default` `each` times: every value they were handed, sorted.
+async fn increment_from(nodes: &[std::net::SocketAddr], tasks: usize, each: usize) -> Vec<u64> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let addr = nodes[i % nodes.len()];
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for _ in 0..each {
+                    let r = send(addr, "POST", "app.localhost", "/incr/default/n", vec![])
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status, 200, "{r:?}");
+                    seen.push(r.body.parse::<u64>().unwrap());
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
 /// An apps directory with the kv guest as `app`, declaring `stores`.
 fn kv_app(name: &str, manifest: &str) -> Apps {
     let apps = Apps::new();
@@ -108,32 +135,7 @@ async fn increments_from_16_concurrent_requests_lose_no_update() {
     let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
     let edge = Edge::start(apps.path(), &[]);
     let addr = edge.addr;
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                for _ in 0..25 {
-                    let r = send(
-                        addr,
-                        "POST",
-                        "app.localhost",
-                        "/incr/default/n?by=1",
-                        vec![],
-                    )
-                    .await
-                    .unwrap();
-                    assert_eq!(r.status, 200, "{r:?}");
-                    seen.push(r.body.parse::<u64>().unwrap());
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all.sort();
+    let all = increment_from(&[addr], 16, 25).await;
     // Every increment returned a distinct value: none was lost or applied twice.
     assert_eq!(all, (1..=400).collect::<Vec<u64>>());
     let r = call(&edge, "GET", "app.localhost", "/kv/default/n", b"").await;
@@ -454,7 +456,7 @@ async fn operators_read_and_seed_stores_with_edge_kv() {
 }
 
 /// Runs `edge serve` on `state` to its exit (it should refuse to start).
-fn serve_on_state(apps: &Apps, state: &std::path::Path) -> std::process::Output {
+fn serve_on_state(apps: &Apps, state: impl AsRef<std::ffi::OsStr>) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_edge"))
         .arg("serve")
         .arg(apps.path())
@@ -720,4 +722,89 @@ async fn the_javascript_url_shortener_example() {
     .unwrap();
     assert_eq!(r.status, 204, "{r:?}");
     assert_eq!(get(edge.addr, h, "/ex").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgresql_share_keys_counters_secrets_and_limits() {
+    let mut pg = crate::support::Postgres::start();
+    let url = pg.url();
+    let manifest = "key_value_stores = [\"default\"]\n[key_value_limits]\nmax_keys = 100\n";
+    let (a_apps, b_apps) = (kv_app("app", manifest), kv_app("app", manifest));
+    a_apps.add("hello");
+    let a = Edge::start_with_token(a_apps.path(), &["--state", &url], TOKEN);
+    let b = Edge::start_with_token(b_apps.path(), &["--state", &url], TOKEN);
+    let h = "app.localhost";
+    let r = call(&a, "PUT", h, "/kv/default/greeting", b"from a").await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", a.log());
+    assert_eq!(
+        call(&b, "GET", h, "/kv/default/greeting", b"").await.body,
+        "from a"
+    );
+    call(&b, "DELETE", h, "/kv/default/greeting", b"").await;
+    assert_eq!(
+        call(&a, "GET", h, "/kv/default/greeting", b"").await.status,
+        404
+    );
+
+    // Increments from both nodes at once: every value handed out once, none lost.
+    let all = increment_from(&[a.addr, b.addr], 16, 20).await;
+    assert_eq!(all, (1..=320).collect::<Vec<u64>>());
+
+    // A store's limit holds across nodes: a floods it, then b has no room left.
+    let r = call(&a, "POST", h, "/flood/default", b"").await;
+    assert!(r.body.starts_with("refused after 99: "), "{}", r.body);
+    let r = call(&b, "PUT", h, "/kv/default/one-more", b"x").await;
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("max_keys"), "{}", r.body);
+
+    // A secret set through node a is read by the guest on node b.
+    let put = crate::support::admin(
+        a.admin,
+        "PUT",
+        "/apps/app/secrets/token",
+        TOKEN,
+        None,
+        b"shared".to_vec(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{put:?}");
+    assert_eq!(get(b.addr, h, "/config/token").await.body, "shared");
+
+    // The database goes away: state calls fail with the database's error, everything else
+    // serves; when it is back, so is every key.
+    pg.stop();
+    let r = call(&a, "GET", h, "/kv/default/n", b"").await;
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(r.body.contains("key-value database error"), "{}", r.body);
+    assert_eq!(get(a.addr, "hello.localhost", "/").await.status, 200);
+    pg.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = call(&a, "GET", h, "/kv/default/n", b"").await;
+        if r.status == 200 {
+            assert_eq!(r.body, "320");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reconnect: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(call(&b, "GET", h, "/kv/default/n", b"").await.body, "320");
+}
+
+#[test]
+fn an_unreachable_postgresql_stops_the_server_before_it_serves() {
+    let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = serve_on_state(&apps, format!("postgres://edge:pw@127.0.0.1:{port}/edge"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot use the key-value database `postgres://edge:***@127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("pw@"), "{err}");
 }

@@ -489,3 +489,123 @@ impl Apps {
         stderr
     }
 }
+
+/// A throwaway PostgreSQL server on a free loopback port, for tests of the cluster store
+/// (the server binaries of Debian's `postgresql` package; as root it runs as `postgres`,
+/// since PostgreSQL refuses to run as root).
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    running: bool,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl Postgres {
+    fn bin_dir() -> PathBuf {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries in /usr/lib/postgresql (apt install postgresql)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("postgres").exists())
+            .collect();
+        dirs.sort();
+        dirs.pop().expect("no /usr/lib/postgresql/*/bin/postgres")
+    }
+
+    fn as_owner(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        // PostgreSQL refuses to run as root.
+        let root = std::fs::metadata("/proc/self").map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0
+        });
+        if root.unwrap_or(false) {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// initdb into a temporary directory, then start the server.
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut pg = Postgres {
+            bin: Postgres::bin_dir(),
+            port: 0,
+            running: false,
+            dir,
+        };
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(pg.dir.path())
+            .status();
+        let status = pg
+            .as_owner("initdb")
+            .arg("-D")
+            .arg(pg.dir.path().join("data"))
+            .args(["-A", "trust", "-U", "edge", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running initdb");
+        assert!(status.success(), "initdb failed");
+        pg.port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        pg.resume();
+        pg
+    }
+
+    /// Starts the server again on the same port and data (after [`Postgres::stop`]),
+    /// waiting until it accepts queries.
+    pub fn resume(&mut self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let status = self
+            .as_owner("pg_ctl")
+            .arg("start")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "-t", "60", "-o", &options])
+            .stdout(Stdio::null())
+            .status()
+            .expect("running pg_ctl start");
+        assert!(status.success(), "PostgreSQL did not start");
+        self.running = true;
+    }
+
+    /// Stops the server (a fast shutdown: sessions are cut), as a database that goes away.
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let _ = self
+            .as_owner("pg_ctl")
+            .arg("stop")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "fast", "-w"])
+            .stdout(Stdio::null())
+            .status();
+        self.running = false;
+    }
+
+    /// The URL edge's `--state` takes.
+    pub fn url(&self) -> String {
+        format!("postgres://edge@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

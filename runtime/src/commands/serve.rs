@@ -131,10 +131,11 @@ pub struct ServeArgs {
     pub watch_interval: String,
 
     /// The database of apps' key-value stores (`wasi:keyvalue`) and secrets: a SQLite file,
-    /// created if missing [default: DIR/.edge/state.db]. edge refuses to start on a file
-    /// that is corrupt or locked.
-    #[arg(long, value_name = "FILE")]
-    pub state: Option<PathBuf>,
+    /// created if missing [default: DIR/.edge/state.db], or `postgres://USER@HOST/DB`,
+    /// which every node of a cluster can share. edge refuses to start on a file that is
+    /// corrupt or locked, or a database it cannot reach.
+    #[arg(long, value_name = "FILE|URL")]
+    pub state: Option<String>,
 }
 
 /// `serve`'s validated configuration: every error is found before anything is bound.
@@ -166,8 +167,8 @@ pub struct ServeConfig {
     pub watch: Option<Duration>,
     /// HTTP threads.
     pub threads: usize,
-    /// The state database.
-    pub state: PathBuf,
+    /// The state database: a SQLite file or a PostgreSQL URL.
+    pub state: String,
 }
 
 impl ServeArgs {
@@ -222,10 +223,13 @@ impl ServeArgs {
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
-            state: self
-                .state
-                .clone()
-                .unwrap_or_else(|| self.dir.join(".edge").join("state.db")),
+            state: self.state.clone().unwrap_or_else(|| {
+                self.dir
+                    .join(".edge")
+                    .join("state.db")
+                    .to_string_lossy()
+                    .into_owned()
+            }),
             watch: match self.watch {
                 true => Some(
                     config::parse_duration(&self.watch_interval).context("in --watch-interval")?,
@@ -282,8 +286,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         false => None,
     };
     let _baseline_ticker = baseline.as_ref().map(|b| b.engine.start_epoch_ticker());
-    let state: Arc<dyn crate::kv::Backend> =
-        Arc::new(crate::kv::sqlite::Sqlite::open(&config.state)?);
+    let state = crate::kv::open(&config.state)?;
     let metrics = Arc::new(Metrics::default());
     let loader = Loader {
         state: Some(state),

@@ -2,7 +2,7 @@
 //! (`wasi:config`) for guests.
 //!
 //! One [`Backend`] holds every app's data; [`sqlite`] is the embedded default (one file,
-//! `DIR/.edge/state.db`). The server opens it, never a guest: a guest reaches only the
+//! `DIR/.edge/state.db`), [`postgres`] the one a cluster of nodes shares. The server opens it, never a guest: a guest reaches only the
 //! stores its manifest declares, through [`AppState`], which scopes every key to the app.
 //! [`host`] binds the WASI interfaces to it.
 //!
@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod host;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::config;
@@ -54,15 +55,15 @@ pub trait Backend: Send + Sync {
     fn get(&self, scope: Scope<'_>, key: &str) -> Result<Option<Vec<u8>>, KvError>;
     /// Whether `key` has a value.
     fn exists(&self, scope: Scope<'_>, key: &str) -> Result<bool, KvError>;
-    /// Sets every pair, in one transaction, refusing all of them if the store's key-count or
-    /// byte limit would be exceeded. Returns when the write is durable.
+    /// Sets every pair (keys distinct), in one transaction, refusing all of them if the
+    /// store's key-count or byte limit would be exceeded. Returns when the write is durable.
     fn set_many(
         &self,
         scope: Scope<'_>,
         pairs: &[(&str, &[u8])],
         limits: &StoreLimits,
     ) -> Result<(), KvError>;
-    /// Deletes every key (absent keys are skipped), in one transaction.
+    /// Deletes every key (distinct; absent keys are skipped), in one transaction.
     fn delete_many(&self, scope: Scope<'_>, keys: &[&str]) -> Result<(), KvError>;
     /// Up to `limit` keys after `cursor`, and the cursor of the next page if there is one.
     fn list(
@@ -179,6 +180,14 @@ impl LimitsSpec {
         }
         Ok(limits)
     }
+}
+
+/// Opens the backend `--state` names: a `postgres://` URL, or a SQLite file.
+pub fn open(state: &str) -> Result<Arc<dyn Backend>> {
+    if state.starts_with("postgres://") || state.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::Postgres::open(state)?));
+    }
+    Ok(Arc::new(sqlite::Sqlite::open(std::path::Path::new(state))?))
 }
 
 /// Checks the store names a manifest declares.
@@ -300,6 +309,9 @@ impl AppState {
         if key.is_empty() {
             return Err(KvError::Invalid("a key must not be empty".into()));
         }
+        if key.contains('\0') {
+            return Err(KvError::Invalid("a key must not contain NUL".into()));
+        }
         if key.len() as u64 > self.limits.max_key_size {
             return Err(KvError::Limit(format!(
                 "key of {} bytes is over this store's limit of {} (`key_value_limits.max_key_size`)",
@@ -392,7 +404,14 @@ impl AppState {
         let r = keys
             .iter()
             .try_for_each(|k| self.check_key(k))
-            .and_then(|()| self.backend.delete_many(self.scope(store), keys));
+            .and_then(|()| {
+                let keys: Vec<&str> =
+                    dedup_last(&keys.iter().map(|k| (*k, ())).collect::<Vec<_>>())
+                        .into_iter()
+                        .map(|(k, ())| k)
+                        .collect();
+                self.backend.delete_many(self.scope(store), &keys)
+            });
         self.note(store, op, 0, r, |_| 0)
     }
 
@@ -433,6 +452,69 @@ impl AppState {
         all.extend(self.backend.secrets(&self.app)?);
         Ok(all.into_iter().collect())
     }
+}
+
+/// A store's `(keys, bytes)` after writing `pairs` over keys whose values had the lengths
+/// `old` (`None`: absent), or the limit it would break. Keys in `pairs` are distinct.
+pub fn usage_after(
+    store: &str,
+    (mut keys, mut bytes): (u64, u64),
+    pairs: &[(&str, &[u8])],
+    old: &[Option<u64>],
+    limits: &StoreLimits,
+) -> Result<(u64, u64), KvError> {
+    for ((key, value), old) in pairs.iter().zip(old) {
+        match old {
+            Some(old) => bytes = bytes.saturating_sub(key.len() as u64 + old),
+            None => keys += 1,
+        }
+        bytes += (key.len() + value.len()) as u64;
+    }
+    if keys > limits.max_keys {
+        return Err(KvError::Limit(format!(
+            "store `{store}` is full: it may hold {} keys (`key_value_limits.max_keys`)",
+            limits.max_keys
+        )));
+    }
+    if bytes > limits.max_store_size {
+        return Err(KvError::Limit(format!(
+            "store `{store}` is full: it may hold {} bytes of keys and values \
+             (`key_value_limits.max_store_size`)",
+            limits.max_store_size
+        )));
+    }
+    Ok((keys, bytes))
+}
+
+/// A store's `(keys, bytes)` after deleting `keys` whose values had the lengths `old`, or
+/// `None` if none of them existed. Keys are distinct.
+pub fn usage_after_delete(
+    (mut count, mut bytes): (u64, u64),
+    keys: &[&str],
+    old: &[Option<u64>],
+) -> Option<(u64, u64)> {
+    let mut changed = false;
+    for (key, old) in keys.iter().zip(old) {
+        if let Some(old) = old {
+            count = count.saturating_sub(1);
+            bytes = bytes.saturating_sub(key.len() as u64 + old);
+            changed = true;
+        }
+    }
+    changed.then_some((count, bytes))
+}
+
+/// `pairs` with each key once, its last value winning (as writing them in order would).
+fn dedup_last<'a, T: Copy>(items: &[(&'a str, T)]) -> Vec<(&'a str, T)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<(&str, T)> = items
+        .iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(*k))
+        .copied()
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Parses a counter's stored text.

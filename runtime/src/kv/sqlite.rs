@@ -9,7 +9,7 @@
 //! the call returns, so it survives the server being killed (`kill -9`); a power loss may
 //! take the last transactions since the previous checkpoint.
 
-use super::{Backend, KvError, Scope, StoreLimits, parse_counter};
+use super::{Backend, KvError, Scope, StoreLimits, parse_counter, usage_after, usage_after_delete};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -234,13 +234,10 @@ fn put(
     pairs: &[(&str, &[u8])],
     limits: &StoreLimits,
 ) -> Result<(), KvError> {
-    let (mut keys, mut bytes) = usage(tx, s)?;
+    let before = usage(tx, s)?;
+    let mut old = Vec::with_capacity(pairs.len());
     for (key, value) in pairs {
-        match old_len(tx, s, key)? {
-            Some(old) => bytes -= key.len() as u64 + old,
-            None => keys += 1,
-        }
-        bytes += (key.len() + value.len()) as u64;
+        old.push(old_len(tx, s, key)?);
         tx.prepare_cached(
             "INSERT INTO kv (app, store, key, value) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (app, store, key) DO UPDATE SET value = excluded.value",
@@ -248,19 +245,7 @@ fn put(
         .and_then(|mut st| st.execute(params![s.app, s.store, key, value]))
         .map_err(db_error)?;
     }
-    if keys > limits.max_keys {
-        return Err(KvError::Limit(format!(
-            "store `{}` is full: it may hold {} keys (`key_value_limits.max_keys`)",
-            s.store, limits.max_keys
-        )));
-    }
-    if bytes > limits.max_store_size {
-        return Err(KvError::Limit(format!(
-            "store `{}` is full: it may hold {} bytes of keys and values \
-             (`key_value_limits.max_store_size`)",
-            s.store, limits.max_store_size
-        )));
-    }
+    let (keys, bytes) = usage_after(s.store, before, pairs, &old, limits)?;
     set_usage(tx, s, keys, bytes)
 }
 
@@ -291,19 +276,15 @@ impl Backend for Sqlite {
 
     fn delete_many(&self, s: Scope<'_>, keys: &[&str]) -> Result<(), KvError> {
         self.write(|tx| {
-            let (mut count, mut bytes) = usage(tx, s)?;
-            let mut changed = false;
+            let before = usage(tx, s)?;
+            let mut old = Vec::with_capacity(keys.len());
             for key in keys {
-                if let Some(old) = old_len(tx, s, key)? {
-                    tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
-                        .and_then(|mut st| st.execute(params![s.app, s.store, key]))
-                        .map_err(db_error)?;
-                    count = count.saturating_sub(1);
-                    bytes = bytes.saturating_sub(key.len() as u64 + old);
-                    changed = true;
-                }
+                old.push(old_len(tx, s, key)?);
+                tx.prepare_cached("DELETE FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
+                    .and_then(|mut st| st.execute(params![s.app, s.store, key]))
+                    .map_err(db_error)?;
             }
-            if changed {
+            if let Some((count, bytes)) = usage_after_delete(before, keys, &old) {
                 set_usage(tx, s, count, bytes)?;
             }
             Ok(())
