@@ -20,7 +20,12 @@ fn state(dir: &std::path::Path) -> AppState {
         Arc::from("bench"),
         backend,
         vec!["default".into()],
-        StoreLimits::default(),
+        // Room for the 100 000-key store beside the small keys.
+        StoreLimits {
+            max_keys: 1_000_000,
+            max_store_size: 1 << 30,
+            ..StoreLimits::default()
+        },
         Default::default(),
         None,
     )
