@@ -37,6 +37,64 @@ async fn increment_from(nodes: &[std::net::SocketAddr], tasks: usize, each: usiz
     all
 }
 
+/// `tasks` clients spread over `nodes`, client *i* appending letter *i* to the key `log`
+/// `each` times through the kv2 guest's compare-and-swap loop: the swaps that lost a race.
+async fn append_from(
+    nodes: &[std::net::SocketAddr],
+    host: &'static str,
+    tasks: u8,
+    each: usize,
+) -> u64 {
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let addr = nodes[i as usize % nodes.len()];
+            tokio::spawn(async move {
+                let path = format!("/append/default/log?c={}", (b'a' + i) as char);
+                let mut retries = 0u64;
+                for _ in 0..each {
+                    let r = send(addr, "POST", host, &path, vec![]).await.unwrap();
+                    assert_eq!(r.status, 200, "{r:?}");
+                    retries += r.body.parse::<u64>().unwrap();
+                }
+                retries
+            })
+        })
+        .collect();
+    let mut retries = 0;
+    for h in handles {
+        retries += h.await.unwrap();
+    }
+    retries
+}
+
+/// `log` holds `each` of each of the first `tasks` letters, and nothing else.
+fn check_log(log: &str, tasks: u8, each: usize) {
+    assert_eq!(log.len(), tasks as usize * each, "{log}");
+    for c in b'a'..b'a' + tasks {
+        assert_eq!(log.bytes().filter(|b| *b == c).count(), each, "{log}");
+    }
+}
+
+/// Every key of store `default` through the guest's `/list` route, page by page: the keys
+/// in the order they came, and how many pages.
+async fn list_all(edge: &Edge, host: &str) -> (Vec<String>, usize) {
+    let (mut seen, mut pages, mut cursor) = (Vec::new(), 0, String::new());
+    loop {
+        let path = match cursor.as_str() {
+            "" => "/list/default".to_string(),
+            c => format!("/list/default?cursor={c}"),
+        };
+        let r = call(edge, "GET", host, &path, b"").await;
+        let (keys, next) = r.body.rsplit_once("cursor=").unwrap();
+        seen.extend(keys.lines().map(str::to_string));
+        pages += 1;
+        if next.is_empty() {
+            return (seen, pages);
+        }
+        cursor = next.to_string();
+    }
+}
+
 /// An apps directory with the kv guest as `app`, declaring `stores`.
 fn kv_app(name: &str, manifest: &str) -> Apps {
     let apps = Apps::new();
@@ -74,23 +132,7 @@ async fn get_set_delete_exists_list_and_batch() {
     let lines: String = (0..2500).map(|i| format!("key-{i:04}=v{i}\n")).collect();
     let r = call(&edge, "POST", h, "/set-many/default", lines.as_bytes()).await;
     assert_eq!(r.status, 200, "{r:?}");
-    let mut seen = Vec::new();
-    let mut cursor = String::new();
-    let mut pages = 0;
-    loop {
-        let path = match cursor.as_str() {
-            "" => "/list/default".to_string(),
-            c => format!("/list/default?cursor={c}"),
-        };
-        let r = call(&edge, "GET", h, &path, b"").await;
-        let (keys, next) = r.body.rsplit_once("cursor=").unwrap();
-        seen.extend(keys.lines().map(str::to_string));
-        pages += 1;
-        if next.is_empty() {
-            break;
-        }
-        cursor = next.to_string();
-    }
+    let (seen, pages) = list_all(&edge, h).await;
     assert_eq!(pages, 3);
     let mut sorted = seen.clone();
     sorted.sort();
@@ -731,6 +773,9 @@ async fn two_nodes_on_one_postgresql_share_keys_counters_secrets_and_limits() {
     let manifest = "key_value_stores = [\"default\"]\n[key_value_limits]\nmax_keys = 100\n";
     let (a_apps, b_apps) = (kv_app("app", manifest), kv_app("app", manifest));
     a_apps.add("hello");
+    for apps in [&a_apps, &b_apps] {
+        apps.add_as("kv2", "cas").manifest("cas", manifest);
+    }
     let a = Edge::start_with_token(a_apps.path(), &["--state", &url], TOKEN);
     let b = Edge::start_with_token(b_apps.path(), &["--state", &url], TOKEN);
     let h = "app.localhost";
@@ -756,6 +801,16 @@ async fn two_nodes_on_one_postgresql_share_keys_counters_secrets_and_limits() {
     let r = call(&b, "PUT", h, "/kv/default/one-more", b"x").await;
     assert_eq!(r.status, 500);
     assert!(r.body.contains("max_keys"), "{}", r.body);
+
+    // Compare-and-swap from both nodes at once loses no append.
+    append_from(&[a.addr, b.addr], "cas.localhost", 8, 5).await;
+    check_log(
+        &call(&b, "GET", "cas.localhost", "/kv/default/log", b"")
+            .await
+            .body,
+        8,
+        5,
+    );
 
     // A secret set through node a is read by the guest on node b.
     let put = crate::support::admin(
@@ -807,4 +862,44 @@ fn an_unreachable_postgresql_stops_the_server_before_it_serves() {
         "{err}"
     );
     assert!(!err.contains("pw@"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_draft2_interface_counts_down_swaps_atomically_and_pages_by_string_cursor() {
+    let apps = Apps::new();
+    apps.add_as("kv2", "app")
+        .manifest("app", r#"key_value_stores = ["default"]"#);
+    let edge = Edge::start_with_token(apps.path(), &[], TOKEN);
+    let h = "app.localhost";
+    assert_eq!(
+        call(&edge, "POST", h, "/incr/default/n?by=2", b"")
+            .await
+            .body,
+        "2"
+    );
+    let r = call(&edge, "POST", h, "/incr/default/n?by=-5", b"").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "-3"));
+    // Stored as text, whichever version wrote it.
+    let (ok, out, _) = cli(&edge, TOKEN, &["kv", "get", "app", "default", "n"]);
+    assert!(ok);
+    assert_eq!(out, "-3");
+
+    // 16 clients each append one letter 10 times through compare-and-swap: no append is
+    // lost, however many swaps lost a race and retried.
+    let retries = append_from(&[edge.addr], "app.localhost", 16, 10).await;
+    let log = call(&edge, "GET", h, "/kv/default/log", b"").await.body;
+    check_log(&log, 16, 10);
+    eprintln!("{retries} swaps lost a race and were retried");
+
+    // Pages by string cursor: 1 200 keys seeded through the admin API, plus `n` and `log`.
+    for i in 0..1200 {
+        let path = format!("/apps/app/kv/default/k{i}");
+        let r = crate::support::admin(edge.admin, "PUT", &path, TOKEN, None, b"v".to_vec()).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    let (seen, pages) = list_all(&edge, h).await;
+    assert_eq!((seen.len(), pages), (1202, 2));
+    let r = call(&edge, "GET", h, "/list/default?cursor=not-a-cursor", b"").await;
+    assert_eq!(r.status, 500);
+    assert!(r.body.contains("not a cursor"), "{}", r.body);
 }

@@ -77,9 +77,19 @@ pub trait Backend: Send + Sync {
         &self,
         scope: Scope<'_>,
         key: &str,
-        delta: u64,
+        delta: i64,
         limits: &StoreLimits,
-    ) -> Result<u64, KvError>;
+    ) -> Result<i64, KvError>;
+    /// Atomically sets `key` to `value` if it still holds `expected` (`None`: absent);
+    /// whether it did.
+    fn swap(
+        &self,
+        scope: Scope<'_>,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        limits: &StoreLimits,
+    ) -> Result<bool, KvError>;
     /// Sets an app's secret.
     fn secret_set(&self, app: &str, name: &str, value: &str) -> Result<(), KvError>;
     /// Removes an app's secret; whether it existed.
@@ -427,8 +437,25 @@ impl AppState {
         })
     }
 
+    /// Compare-and-swap in `store`: sets `key` to `value` if it still holds `expected`.
+    pub fn swap(
+        &self,
+        store: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KvError> {
+        let r = self.check_key(key).and_then(|()| {
+            self.check_value(value)?;
+            self.backend
+                .swap(self.scope(store), key, expected, value, &self.limits)
+        });
+        let written = (key.len() + value.len()) as u64;
+        self.note(store, "swap", written, r, |_| 0)
+    }
+
     /// `increment` in `store`.
-    pub fn increment(&self, store: &str, key: &str, delta: u64) -> Result<u64, KvError> {
+    pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         let r = self.check_key(key).and_then(|()| {
             self.backend
                 .increment(self.scope(store), key, delta, &self.limits)
@@ -517,16 +544,21 @@ fn dedup_last<'a, T: Copy>(items: &[(&'a str, T)]) -> Vec<(&'a str, T)> {
     out
 }
 
-/// Parses a counter's stored text.
-pub fn parse_counter(key: &str, value: &[u8]) -> Result<u64, KvError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| {
-            KvError::Invalid(format!(
-                "the value at `{key}` is not a counter (decimal digits); `increment` cannot add to it"
-            ))
-        })
+/// The counter at `key` after adding `delta` to its stored text `old` (absent: 0).
+pub fn next_counter(key: &str, old: Option<&[u8]>, delta: i64) -> Result<i64, KvError> {
+    let old = match old {
+        None => 0,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| {
+                KvError::Invalid(format!(
+                    "the value at `{key}` is not a counter (decimal digits); `increment` cannot add to it"
+                ))
+            })?,
+    };
+    old.checked_add(delta)
+        .ok_or_else(|| KvError::Invalid(format!("the counter at `{key}` would overflow an i64")))
 }
 
 #[cfg(test)]
@@ -561,8 +593,10 @@ mod tests {
 
     #[test]
     fn counters_are_decimal_text() {
-        assert_eq!(parse_counter("k", b"42").unwrap(), 42);
-        assert!(parse_counter("k", b"\x01\x02").is_err());
-        assert!(parse_counter("k", b"-1").is_err());
+        assert_eq!(next_counter("k", Some(b"42"), 1).unwrap(), 43);
+        assert_eq!(next_counter("k", None, -2).unwrap(), -2);
+        assert_eq!(next_counter("k", Some(b"-1"), 1).unwrap(), 0);
+        assert!(next_counter("k", Some(b"\x01\x02"), 1).is_err());
+        assert!(next_counter("k", Some(b"9223372036854775807"), 1).is_err());
     }
 }

@@ -10,7 +10,7 @@
 //! A connection that breaks (the database restarted, the network went away) fails the
 //! operation in flight with the database's error, and is reopened on the next use.
 
-use super::{Backend, KvError, Scope, StoreLimits, parse_counter, usage_after, usage_after_delete};
+use super::{Backend, KvError, Scope, StoreLimits, next_counter, usage_after, usage_after_delete};
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
@@ -251,6 +251,23 @@ async fn set_usage(
     .map_err(db_error)
 }
 
+/// The value at `key` inside the transaction.
+async fn current(
+    tx: &Transaction<'_>,
+    app: &str,
+    store: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, KvError> {
+    let row = tx
+        .query_opt(
+            "SELECT value FROM edge_kv WHERE app = $1 AND store = $2 AND key = $3",
+            &[&app, &store, &key],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Writes distinct `pairs` and the store's new usage, or nothing over a limit.
 async fn put(
     tx: &Transaction<'_>,
@@ -371,9 +388,9 @@ impl Backend for Postgres {
         &self,
         s: Scope<'_>,
         key: &str,
-        delta: u64,
+        delta: i64,
         limits: &StoreLimits,
-    ) -> Result<u64, KvError> {
+    ) -> Result<i64, KvError> {
         let (app, store, key, limits) = (
             s.app.to_string(),
             s.store.to_string(),
@@ -384,31 +401,38 @@ impl Backend for Postgres {
             transaction(slot, async move |tx| {
                 // The usage lock serializes this with every other write to the store.
                 lock_usage(tx, &app, &store).await?;
-                let row = tx
-                    .query_opt(
-                        "SELECT value FROM edge_kv WHERE app = $1 AND store = $2 AND key = $3",
-                        &[&app, &store, &key],
-                    )
-                    .await
-                    .map_err(db_error)?;
-                let old = match row {
-                    Some(r) => parse_counter(&key, &r.get::<_, Vec<u8>>(0))?,
-                    None => 0,
-                };
-                let new = old.checked_add(delta).ok_or_else(|| {
-                    KvError::Invalid(format!("the counter at `{key}` would overflow a u64"))
-                })?;
-                let keys = [key.clone()];
-                put(
-                    tx,
-                    &app,
-                    &store,
-                    &keys,
-                    &[new.to_string().into_bytes()],
-                    &limits,
-                )
-                .await?;
+                let old = current(tx, &app, &store, &key).await?;
+                let new = next_counter(&key, old.as_deref(), delta)?;
+                let (keys, values) = ([key], [new.to_string().into_bytes()]);
+                put(tx, &app, &store, &keys, &values, &limits).await?;
                 Ok(new)
+            })
+        })
+    }
+
+    fn swap(
+        &self,
+        s: Scope<'_>,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        limits: &StoreLimits,
+    ) -> Result<bool, KvError> {
+        let (app, store, key, limits) = (
+            s.app.to_string(),
+            s.store.to_string(),
+            key.to_string(),
+            limits.clone(),
+        );
+        let (expected, value) = (expected.map(<[u8]>::to_vec), value.to_vec());
+        self.run(move |slot| {
+            transaction(slot, async move |tx| {
+                lock_usage(tx, &app, &store).await?;
+                if current(tx, &app, &store, &key).await? != expected {
+                    return Ok(false);
+                }
+                put(tx, &app, &store, &[key], &[value], &limits).await?;
+                Ok(true)
             })
         })
     }

@@ -9,7 +9,7 @@
 //! the call returns, so it survives the server being killed (`kill -9`); a power loss may
 //! take the last transactions since the previous checkpoint.
 
-use super::{Backend, KvError, Scope, StoreLimits, parse_counter, usage_after, usage_after_delete};
+use super::{Backend, KvError, Scope, StoreLimits, next_counter, usage_after, usage_after_delete};
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -212,6 +212,20 @@ fn set_usage(
     .map_err(db_error)
 }
 
+/// The value at `key` as the writer sees it inside its transaction.
+fn current(
+    tx: &rusqlite::Transaction<'_>,
+    s: Scope<'_>,
+    key: &str,
+) -> Result<Option<Vec<u8>>, KvError> {
+    tx.prepare_cached("SELECT value FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
+        .and_then(|mut st| {
+            st.query_row(params![s.app, s.store, key], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_error)
+}
+
 /// The stored length of the value at `key`, if any.
 fn old_len(
     tx: &rusqlite::Transaction<'_>,
@@ -320,26 +334,30 @@ impl Backend for Sqlite {
         &self,
         s: Scope<'_>,
         key: &str,
-        delta: u64,
+        delta: i64,
         limits: &StoreLimits,
-    ) -> Result<u64, KvError> {
+    ) -> Result<i64, KvError> {
         self.write(|tx| {
-            let old: Option<Vec<u8>> = tx
-                .prepare_cached("SELECT value FROM kv WHERE app = ?1 AND store = ?2 AND key = ?3")
-                .and_then(|mut st| {
-                    st.query_row(params![s.app, s.store, key], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(db_error)?;
-            let old = match old {
-                Some(v) => parse_counter(key, &v)?,
-                None => 0,
-            };
-            let new = old.checked_add(delta).ok_or_else(|| {
-                KvError::Invalid(format!("the counter at `{key}` would overflow a u64"))
-            })?;
+            let new = next_counter(key, current(tx, s, key)?.as_deref(), delta)?;
             put(tx, s, &[(key, new.to_string().as_bytes())], limits)?;
             Ok(new)
+        })
+    }
+
+    fn swap(
+        &self,
+        s: Scope<'_>,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        limits: &StoreLimits,
+    ) -> Result<bool, KvError> {
+        self.write(|tx| {
+            if current(tx, s, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            put(tx, s, &[(key, value)], limits)?;
+            Ok(true)
         })
     }
 
@@ -463,6 +481,27 @@ mod tests {
             db.increment(scope("s"), "t", 1, &limits),
             Err(KvError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn swap_writes_only_over_what_it_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(&dir.path().join("state.db")).unwrap();
+        let limits = StoreLimits::default();
+        assert!(db.swap(scope("s"), "k", None, b"one", &limits).unwrap());
+        assert!(!db.swap(scope("s"), "k", None, b"two", &limits).unwrap());
+        assert!(
+            !db.swap(scope("s"), "k", Some(b"two"), b"three", &limits)
+                .unwrap()
+        );
+        assert!(
+            db.swap(scope("s"), "k", Some(b"one"), b"three", &limits)
+                .unwrap()
+        );
+        assert_eq!(
+            db.get(scope("s"), "k").unwrap().as_deref(),
+            Some(&b"three"[..])
+        );
     }
 
     #[test]
