@@ -412,6 +412,18 @@ async fn config_from_the_manifest_and_secrets_from_the_cli() {
     let r =
         crate::support::admin(edge.admin, "GET", "/apps/app/secrets", TOKEN, None, vec![]).await;
     assert!(!r.body.contains(secret));
+    // A value that is not UTF-8 is refused, and the secret keeps its value.
+    let r = crate::support::admin(
+        edge.admin,
+        "PUT",
+        "/apps/app/secrets/api_key",
+        TOKEN,
+        None,
+        vec![0xff, 0xfe],
+    )
+    .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(get(edge.addr, h, "/config/api_key").await.body, secret);
     // A wrong token changes nothing.
     let r = crate::support::admin(
         edge.admin,
@@ -902,4 +914,40 @@ async fn the_draft2_interface_counts_down_swaps_atomically_and_pages_by_string_c
     let r = call(&edge, "GET", h, "/list/default?cursor=not-a-cursor", b"").await;
     assert_eq!(r.status, 500);
     assert!(r.body.contains("not a cursor"), "{}", r.body);
+}
+
+#[test]
+fn a_state_file_another_process_holds_locked_stops_the_server() {
+    let apps = kv_app("app", r#"key_value_stores = ["default"]"#);
+    let state = apps.path().join("locked.db");
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time\n\
+             c=sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('PRAGMA journal_mode=WAL')\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(60)",
+        ])
+        .arg(&state)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let out = serve_on_state(&apps, &state);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is another process holding it locked?"),
+        "{err}"
+    );
 }
