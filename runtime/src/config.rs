@@ -17,6 +17,9 @@ pub const DEFAULT_TIMEOUT: &str = "30s";
 pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
 /// Default cap on a request body. Larger bodies get `413` before any guest runs.
 pub const DEFAULT_MAX_BODY_SIZE: &str = "16MiB";
+/// Default time a client has to send a whole request body, from its head. A client that
+/// drips its body gets `408` when it runs out, and the guest's instance is freed.
+pub const DEFAULT_BODY_READ_TIMEOUT: &str = "10s";
 
 /// What one request may use. Server-wide defaults come from flags; a manifest may override
 /// each field for its app.
@@ -32,6 +35,8 @@ pub struct Limits {
     pub max_body_size: u64,
     /// Whether responses carry edge's `Server-Timing` header (`instantiate`, `handle`).
     pub server_timing: bool,
+    /// Time the client has to send the whole request body.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +47,7 @@ impl Default for Limits {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             max_body_size: parse_size(DEFAULT_MAX_BODY_SIZE).expect("valid default"),
             server_timing: true,
+            body_read_timeout: parse_duration(DEFAULT_BODY_READ_TIMEOUT).expect("valid default"),
         }
     }
 }

@@ -10,6 +10,7 @@ use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
@@ -38,6 +39,12 @@ pub enum RequestError {
         size: u64,
         /// The app's limit.
         limit: u64,
+    },
+    /// The client did not send the whole body in time.
+    #[error("request body not received within {after:?}")]
+    BodyTimeout {
+        /// The body read timeout.
+        after: Duration,
     },
     /// Every instance slot (of the server or of the app) is busy.
     #[error("server overloaded: too many requests in flight, retry later")]
@@ -93,6 +100,7 @@ impl RequestError {
             RequestError::NoRoute { .. } => StatusCode::NOT_FOUND,
             RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RequestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             RequestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Trap { .. }
             | RequestError::MemoryLimit { .. }
@@ -178,7 +186,20 @@ where
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
 
     let limit = limits.max_body_size as usize;
-    let req = req.map(|body| Limited::new(body, limit).map_err(limited_body_error));
+    let late = Arc::new(AtomicBool::new(false));
+    let body_deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+    let req = req.map(|body| BodyDeadline {
+        inner: Box::pin(Limited::new(body, limit).map_err(limited_body_error)),
+        sleep: Box::pin(tokio::time::sleep_until(body_deadline)),
+        after: limits.body_read_timeout,
+        late: late.clone(),
+    });
+    let body_late = || {
+        late.load(Ordering::Relaxed)
+            .then_some(RequestError::BodyTimeout {
+                after: limits.body_read_timeout,
+            })
+    };
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let mut http = store.data_mut().http();
     let incoming = http
@@ -211,7 +232,9 @@ where
         (result, exceeded)
     });
 
-    match timeout_at(deadline, receiver).await {
+    let outcome = match timeout_at(deadline, receiver).await {
+        // The guest answered after its body ran out of time: the client gets 408.
+        Ok(Ok(Ok(_))) if late.load(Ordering::Relaxed) => return Err(body_late().expect("late")),
         Ok(Ok(Ok(mut resp))) => {
             if limits.server_timing {
                 let handled = started.elapsed() - instantiated;
@@ -238,6 +261,54 @@ where
             }),
         },
         Err(_) => Err(timeout(app)),
+    };
+    // Whatever the guest made of a body that stopped arriving, the client was too slow.
+    match (outcome, body_late()) {
+        (Err(_), Some(late)) => Err(late),
+        (outcome, _) => outcome,
+    }
+}
+
+/// The request body as the guest reads it: the body, until its deadline; then an error
+/// for the guest, and `late` set so the client gets 408 whatever the guest answers.
+struct BodyDeadline<B> {
+    inner: std::pin::Pin<Box<B>>,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    after: Duration,
+    late: Arc<AtomicBool>,
+}
+
+impl<B> Body for BodyDeadline<B>
+where
+    B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if let Poll::Ready(frame) = self.inner.as_mut().poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.late.store(true, Ordering::Relaxed);
+            let message = format!("request body not received within {:?}", self.after);
+            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+                message,
+            )))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -130,6 +130,17 @@ pub struct Metrics {
     deploys: Family<DeployLabels, Counter>,
     kv_ops: Family<KvLabels, Counter>,
     kv_bytes: Family<KvBytesLabels, Counter>,
+    connections: Gauge,
+    connections_delayed: Counter,
+}
+
+/// An open client connection, counted in `edge_connections` until dropped.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn seconds_histogram() -> Histogram {
@@ -180,7 +191,7 @@ impl Default for Metrics {
         registry.register(
             "kv_operations",
             "Key-value operations by app, store, operation (get, set, delete, exists, list, \
-             increment, get_many, set_many, delete_many) and result (ok or error)",
+             increment, swap, get_many, set_many, delete_many) and result (ok or error)",
             kv_ops.clone(),
         );
         let kv_bytes = Family::<KvBytesLabels, Counter>::default();
@@ -190,7 +201,21 @@ impl Default for Metrics {
             prometheus_client::registry::Unit::Bytes,
             kv_bytes.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        let connections_delayed = Counter::default();
+        registry.register(
+            "connections_delayed",
+            "Times the server stopped accepting because --max-connections were open",
+            connections_delayed.clone(),
+        );
         Metrics {
+            connections,
+            connections_delayed,
             kv_ops,
             kv_bytes,
             registry: root,
@@ -283,6 +308,17 @@ impl Metrics {
                 result: DEPLOY_RESULTS[if ok { 0 } else { 1 }],
             })
             .inc();
+    }
+
+    /// Counts a connection open until the returned guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections.inc();
+        OpenConnection(self.connections.clone())
+    }
+
+    /// Counts one time the connection cap held accepting back.
+    pub fn connection_delayed(&self) {
+        self.connections_delayed.inc();
     }
 
     /// Records one key-value operation of `app` on `store`, and the bytes of keys and

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::Body;
 use hyper::header::HOST;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -30,6 +30,33 @@ impl Routable for App {
     fn paths(&self) -> &[String] {
         &self.config.paths
     }
+}
+
+/// Default time a client has to send a request's headers (and an idle keep-alive
+/// connection is kept): long enough for any real client, short enough that a slowloris
+/// cannot hold file descriptors at leisure.
+pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+/// Default cap on open client connections, across threads.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default HTTP/2 streams per connection.
+pub const DEFAULT_H2_MAX_STREAMS: u32 = 100;
+/// Default largest header section or list a request may carry.
+pub const DEFAULT_MAX_HEADER_SIZE: &str = "64KiB";
+/// How often an idle HTTP/2 connection is pinged, and how long the ping may take before
+/// the connection is dropped.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// What a client connection may hold and for how long.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Time to send a request's headers; also the idle time of an HTTP/1.1 keep-alive.
+    pub header_read_timeout: Duration,
+    /// Open connections across threads.
+    pub max_connections: usize,
+    /// HTTP/2 streams per connection.
+    pub h2_max_streams: u32,
+    /// Header section (HTTP/1.1) or header list (HTTP/2) size.
+    pub max_header_size: u32,
 }
 
 /// The state every connection shares.
@@ -116,15 +143,18 @@ pub fn spawn_workers(
     server: Arc<Server>,
     listener: &std::net::TcpListener,
     threads: usize,
+    limits: ConnLimits,
     shutdown: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
     stopped: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Result<Vec<std::thread::JoinHandle<Result<()>>>> {
     listener.set_nonblocking(true)?;
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     (0..threads.max(1))
         .map(|i| {
             let listener = listener.try_clone()?;
             let (server, shutdown, stopped) = (server.clone(), shutdown.clone(), stopped.clone());
+            let (limits, connections) = (limits.clone(), connections.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("edge-http-{i}"))
                 .spawn(move || -> Result<()> {
@@ -133,7 +163,11 @@ pub fn spawn_workers(
                         .build()?;
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
-                        serve(server, listener, shutdown, grace, stopped).await
+                        let conns = Connections {
+                            limits,
+                            permits: connections,
+                        };
+                        serve(server, listener, conns, shutdown, grace, stopped).await
                     })
                 })?;
             Ok(handle)
@@ -141,16 +175,53 @@ pub fn spawn_workers(
         .collect()
 }
 
+/// The connection limits and the permits of the cap, shared by every thread.
+struct Connections {
+    limits: ConnLimits,
+    permits: Arc<Semaphore>,
+}
+
+/// hyper's connection builder with `limits` applied. The timer is what makes hyper's
+/// timeouts fire at all: without one, `header_read_timeout` is silently ignored.
+fn builder(limits: &ConnLimits) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size((limits.max_header_size as usize).max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_header_list_size(limits.max_header_size)
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
+    builder
+}
+
 async fn serve(
     server: Arc<Server>,
     listener: TcpListener,
+    conns: Connections,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
     stopped: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Result<()> {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let builder = builder(&conns.limits);
     let graceful = GracefulShutdown::new();
     loop {
+        // At the cap, stop accepting: new connections wait in the listen backlog.
+        let permit = match conns.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                server.metrics.connection_delayed();
+                tokio::select! {
+                    permit = conns.permits.clone().acquire_owned() => permit.expect("never closed"),
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -167,6 +238,7 @@ async fn serve(
         };
         // Responses are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
+        let open = server.metrics.connection_opened();
         let server = server.clone();
         let service = hyper::service::service_fn(move |req| {
             let server = server.clone();
@@ -180,6 +252,7 @@ async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!("connection from {peer} ended with an error: {e}");
             }
+            drop((permit, open));
         });
     }
     drop(listener);

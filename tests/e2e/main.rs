@@ -33,3 +33,6 @@ mod metrics;
 
 /// App state: wasi:keyvalue on the SQLite store, wasi:config, secrets, `edge kv`.
 mod state;
+
+/// Connection hygiene: header and body read timeouts, the connection cap, header limits.
+mod connections;

@@ -130,6 +130,30 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_WATCH_INTERVAL)]
     pub watch_interval: String,
 
+    /// Time a client has to send a whole request body, from its head; a client that drips
+    /// its body gets 408 and the instance is freed.
+    #[arg(long, value_name = "DURATION", default_value = config::DEFAULT_BODY_READ_TIMEOUT)]
+    pub body_read_timeout: String,
+
+    /// Time a client has to send a request's headers; also how long an idle HTTP/1.1
+    /// keep-alive connection is kept. Slow or silent clients are disconnected.
+    #[arg(long, value_name = "DURATION", default_value = server::DEFAULT_HEADER_READ_TIMEOUT)]
+    pub header_read_timeout: String,
+
+    /// Open client connections across all threads. Beyond it new connections wait in the
+    /// listen backlog until one closes (`edge_connections_delayed_total` counts them).
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_H2_MAX_STREAMS)]
+    pub h2_max_streams: u32,
+
+    /// Largest header list (HTTP/2) or header section (HTTP/1.1) a request may carry;
+    /// larger ones are refused (431 on HTTP/1.1).
+    #[arg(long, value_name = "SIZE", default_value = server::DEFAULT_MAX_HEADER_SIZE)]
+    pub max_header_size: String,
+
     /// The database of apps' key-value stores (`wasi:keyvalue`) and secrets: a SQLite file,
     /// created if missing [default: DIR/.edge/state.db], or `postgres://USER@HOST/DB`,
     /// which every node of a cluster can share. edge refuses to start on a file that is
@@ -169,6 +193,8 @@ pub struct ServeConfig {
     pub threads: usize,
     /// The state database: a SQLite file or a PostgreSQL URL.
     pub state: String,
+    /// Connection-level limits.
+    pub connections: server::ConnLimits,
 }
 
 impl ServeArgs {
@@ -193,6 +219,8 @@ impl ServeArgs {
                 .context("in --max-concurrency")?,
             max_body_size: config::parse_size(&self.max_body_size).context("in --max-body-size")?,
             server_timing: self.server_timing == "on",
+            body_read_timeout: config::parse_duration(&self.body_read_timeout)
+                .context("in --body-read-timeout")?,
         };
         let cache_dir = match (&self.cache_dir, self.no_cache) {
             (_, true) => None,
@@ -222,6 +250,22 @@ impl ServeArgs {
                 Some(0) => bail!("--threads must be at least 1"),
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+            connections: server::ConnLimits {
+                header_read_timeout: config::parse_duration(&self.header_read_timeout)
+                    .context("in --header-read-timeout")?,
+                max_connections: match self.max_connections {
+                    0 => bail!("--max-connections must be at least 1"),
+                    n => n,
+                },
+                h2_max_streams: match self.h2_max_streams {
+                    0 => bail!("--h2-max-streams must be at least 1"),
+                    n => n,
+                },
+                max_header_size: u32::try_from(
+                    config::parse_size(&self.max_header_size).context("in --max-header-size")?,
+                )
+                .context("--max-header-size must be below 4GiB")?,
             },
             state: self.state.clone().unwrap_or_else(|| {
                 self.dir
@@ -343,6 +387,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         server,
         &listener,
         config.threads,
+        config.connections.clone(),
         stop_rx,
         config.shutdown_timeout,
         stopped_tx,
