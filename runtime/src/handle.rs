@@ -19,6 +19,10 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+/// Marks a request that came over TLS: the guest sees `https` as its scheme.
+#[derive(Debug, Clone, Copy)]
+pub struct Https;
+
 /// Why a request did not get the guest's response. [`RequestError::into_response`] is the
 /// only place these become HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +190,10 @@ where
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
 
     let limit = limits.max_body_size as usize;
+    let scheme = match req.extensions().get::<Https>() {
+        Some(_) => Scheme::Https,
+        None => Scheme::Http,
+    };
     let late = Arc::new(AtomicBool::new(false));
     let body_deadline = tokio::time::Instant::now() + limits.body_read_timeout;
     let req = req.map(|body| BodyDeadline {
@@ -203,7 +211,7 @@ where
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let mut http = store.data_mut().http();
     let incoming = http
-        .new_incoming_request(Scheme::Http, req)
+        .new_incoming_request(scheme, req)
         .map_err(|e| RequestError::BadRequest(format!("{e:#}")))?;
     let outparam = http
         .new_response_outparam(sender)

@@ -32,3 +32,4 @@ pub mod router;
 pub mod segments;
 pub mod server;
 pub mod storage;
+pub mod tls;

@@ -1,10 +1,12 @@
-//! The HTTP front end: accept connections (HTTP/1.1 and h2c), route each request to an
+//! The HTTP front end: accept connections (HTTP/1.1 and h2c, and HTTPS with HTTP/2 by
+//! ALPN on `--listen-tls`), hold them to the connection limits, route each request to an
 //! app, run it, and shut down gracefully.
 
 use crate::app::App;
 use crate::handle::{self, RequestError};
 use crate::metrics::Metrics;
 use crate::router::{Routable, Router};
+use crate::tls::Tls;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -141,20 +143,31 @@ impl Server {
 /// accepts first, which spreads connections across threads.
 pub fn spawn_workers(
     server: Arc<Server>,
-    listener: &std::net::TcpListener,
+    listeners: Listeners<'_>,
     threads: usize,
     limits: ConnLimits,
     shutdown: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
     stopped: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Result<Vec<std::thread::JoinHandle<Result<()>>>> {
+    let Listeners {
+        http: listener,
+        tls,
+    } = listeners;
     listener.set_nonblocking(true)?;
+    if let Some((tls_listener, _)) = &tls {
+        tls_listener.set_nonblocking(true)?;
+    }
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     (0..threads.max(1))
         .map(|i| {
             let listener = listener.try_clone()?;
             let (server, shutdown, stopped) = (server.clone(), shutdown.clone(), stopped.clone());
             let (limits, connections) = (limits.clone(), connections.clone());
+            let tls = match &tls {
+                Some((listener, tls)) => Some((listener.try_clone()?, tls.clone())),
+                None => None,
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("edge-http-{i}"))
                 .spawn(move || -> Result<()> {
@@ -163,9 +176,14 @@ pub fn spawn_workers(
                         .build()?;
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
+                        let tls = match tls {
+                            Some((listener, tls)) => Some((TcpListener::from_std(listener)?, tls)),
+                            None => None,
+                        };
                         let conns = Connections {
                             limits,
                             permits: connections,
+                            tls,
                         };
                         serve(server, listener, conns, shutdown, grace, stopped).await
                     })
@@ -175,10 +193,21 @@ pub fn spawn_workers(
         .collect()
 }
 
-/// The connection limits and the permits of the cap, shared by every thread.
+/// The sockets [`spawn_workers`] serves: plain HTTP (HTTP/1.1 and h2c), and HTTPS with its
+/// certificates.
+pub struct Listeners<'a> {
+    /// The `--listen` socket.
+    pub http: &'a std::net::TcpListener,
+    /// The `--listen-tls` socket and its certificates.
+    pub tls: Option<(&'a std::net::TcpListener, Arc<Tls>)>,
+}
+
+/// The connection limits and the permits of the cap, shared by every thread, and this
+/// thread's TLS listener.
 struct Connections {
     limits: ConnLimits,
     permits: Arc<Semaphore>,
+    tls: Option<(TcpListener, Arc<Tls>)>,
 }
 
 /// hyper's connection builder with `limits` applied. The timer is what makes hyper's
@@ -222,38 +251,75 @@ async fn serve(
                 }
             }
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                // Another thread took the connection first.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let tls_accept = async {
+            match &conns.tls {
+                Some((listener, _)) => listener.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (accepted, secure) = tokio::select! {
+            accepted = listener.accept() => (accepted, false),
+            accepted = tls_accept => (accepted, true),
             _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            // Another thread took the connection first.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         // Responses are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let open = server.metrics.connection_opened();
         let server = server.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             let server = server.clone();
+            if secure {
+                req.extensions_mut().insert(handle::Https);
+            }
             async move { Ok::<_, Infallible>(server.respond(req).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection from {peer} ended with an error: {e}");
+        let watcher = graceful.watcher();
+        match (secure, &conns.tls) {
+            (true, Some((_, tls))) => {
+                let (acceptor, builder) = (tls.acceptor.clone(), builder.clone());
+                let handshake_timeout = conns.limits.header_read_timeout;
+                tokio::spawn(async move {
+                    // A client that never finishes its handshake is a slowloris too.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(
+                                    "TLS connection from {peer} ended with an error: {e}"
+                                );
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                    }
+                    drop((permit, open));
+                });
             }
-            drop((permit, open));
-        });
+            _ => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                tokio::spawn(async move {
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!("connection from {peer} ended with an error: {e}");
+                    }
+                    drop((permit, open));
+                });
+            }
+        }
     }
     drop(listener);
     let _ = stopped.send(());

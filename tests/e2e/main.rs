@@ -36,3 +36,6 @@ mod state;
 
 /// Connection hygiene: header and body read timeouts, the connection cap, header limits.
 mod connections;
+
+/// HTTPS: HTTP/1.1 and HTTP/2 by ALPN, certificates by SNI, reloads, bad certificates.
+mod tls;

@@ -511,19 +511,7 @@ async fn operators_read_and_seed_stores_with_edge_kv() {
 
 /// Runs `edge serve` on `state` to its exit (it should refuse to start).
 fn serve_on_state(apps: &Apps, state: impl AsRef<std::ffi::OsStr>) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_edge"))
-        .arg("serve")
-        .arg(apps.path())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--state",
-        ])
-        .arg(state)
-        .output()
-        .unwrap()
+    crate::support::serve_to_exit(apps.path(), &["--state".as_ref(), state.as_ref()])
 }
 
 #[test]

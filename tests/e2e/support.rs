@@ -94,6 +94,8 @@ pub struct Edge {
     pub addr: SocketAddr,
     /// The admin API's address.
     pub admin: SocketAddr,
+    /// The HTTPS listener's address, with `--listen-tls`.
+    pub tls: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -144,7 +146,7 @@ impl Edge {
         let stdout = child.stdout.take().unwrap();
         let out_log = log.clone();
         std::thread::spawn(move || {
-            let mut admin = None;
+            let (mut admin, mut tls) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let addr = line
                     .split("http://")
@@ -153,10 +155,17 @@ impl Edge {
                     .map(String::from);
                 if line.contains("admin") {
                     admin = addr;
+                } else if line.starts_with("Serving HTTPS on") {
+                    tls = line
+                        .split("https://")
+                        .nth(1)
+                        .and_then(|rest| rest.split('/').next())
+                        .map(String::from);
                 } else if line.starts_with("Serving HTTP on") {
                     let _ = tx.send((
                         addr.expect("address"),
                         admin.take().expect("admin line first"),
+                        tls.take(),
                     ));
                 }
                 out_log.lock().unwrap().push_str(&format!("{line}\n"));
@@ -171,13 +180,15 @@ impl Edge {
         });
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if let Ok((addr, admin)) = rx.recv_timeout(Duration::from_millis(100)) {
+            if let Ok((addr, admin, tls)) = rx.recv_timeout(Duration::from_millis(100)) {
                 let addr = addr.parse().expect("startup line has IP:PORT");
                 let admin = admin.parse().expect("admin line has IP:PORT");
+                let tls = tls.map(|t| t.parse().expect("HTTPS line has IP:PORT"));
                 return Edge {
                     child,
                     addr,
                     admin,
+                    tls,
                     log,
                 };
             }
@@ -399,6 +410,19 @@ pub fn cli(edge: &Edge, token: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `edge serve DIR` on port 0 with `args` to its exit, for servers that must refuse
+/// to start.
+pub fn serve_to_exit(dir: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("serve")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running edge serve")
 }
 
 /// [`cli`] with `stdin` as the command's standard input.

@@ -32,6 +32,8 @@ pub const DEFAULT_KEEP_VERSIONS: usize = 5;
 /// Default cap on an uploaded component: JS engines with a snapshot are a few MB, so this
 /// leaves ample room while bounding what a deploy can make the server buffer.
 pub const DEFAULT_MAX_UPLOAD: &str = "64MiB";
+/// How often the TLS certificate files are checked for changes.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// Default rescan period of `--watch`.
 pub const DEFAULT_WATCH_INTERVAL: &str = "1s";
 
@@ -130,6 +132,25 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = DEFAULT_WATCH_INTERVAL)]
     pub watch_interval: String,
 
+    /// Also serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) on this address, with the
+    /// certificates of --tls-cert/--tls-key and --tls-dir.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_tls: Option<String>,
+
+    /// The default certificate chain (PEM) for --listen-tls: for clients without SNI, or
+    /// whose SNI no certificate of --tls-dir names.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A directory of HOST.crt + HOST.key pairs (PEM), chosen by SNI; `*.example.com.crt`
+    /// serves one label under example.com. Changes are picked up without a restart.
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+
     /// Time a client has to send a whole request body, from its head; a client that drips
     /// its body gets 408 and the instance is freed.
     #[arg(long, value_name = "DURATION", default_value = config::DEFAULT_BODY_READ_TIMEOUT)]
@@ -195,6 +216,8 @@ pub struct ServeConfig {
     pub state: String,
     /// Connection-level limits.
     pub connections: server::ConnLimits,
+    /// The HTTPS listener and its certificates, if any.
+    pub tls: Option<(SocketAddr, crate::tls::TlsFiles)>,
 }
 
 impl ServeArgs {
@@ -251,6 +274,21 @@ impl ServeArgs {
                 Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
+            tls: match &self.listen_tls {
+                None if self.tls_cert.is_some() || self.tls_dir.is_some() => {
+                    bail!("--tls-cert and --tls-dir need --listen-tls ADDR")
+                }
+                None => None,
+                Some(addr) => Some((
+                    addr.parse().with_context(|| {
+                        format!("invalid TLS listen address `{addr}` (expected IP:PORT)")
+                    })?,
+                    crate::tls::TlsFiles {
+                        default: self.tls_cert.clone().zip(self.tls_key.clone()),
+                        dir: self.tls_dir.clone(),
+                    },
+                )),
+            },
             connections: server::ConnLimits {
                 header_read_timeout: config::parse_duration(&self.header_read_timeout)
                     .context("in --header-read-timeout")?,
@@ -305,6 +343,16 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on `{}`", config.listen))?;
     let addr = listener.local_addr()?;
+    // Certificates are checked before anything listens for them.
+    let tls = match &config.tls {
+        Some((tls_addr, files)) => {
+            let tls = crate::tls::Tls::load(files.clone())?;
+            let listener = std::net::TcpListener::bind(tls_addr)
+                .with_context(|| format!("cannot listen on `{tls_addr}` (--listen-tls)"))?;
+            Some((listener, tls))
+        }
+        None => None,
+    };
     let admin_listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .with_context(|| format!("cannot listen on admin address `{}`", config.admin))?;
@@ -383,9 +431,16 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     println!("Admin API (admin) on http://{admin_addr}/ (token {token_source})");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
+    if let Some((_, tls)) = &tls {
+        tls.watch(TLS_RELOAD_INTERVAL);
+    }
+    let listeners = server::Listeners {
+        http: &listener,
+        tls: tls.as_ref().map(|(l, t)| (l, t.clone())),
+    };
     let workers = server::spawn_workers(
         server,
-        &listener,
+        listeners,
         config.threads,
         config.connections.clone(),
         stop_rx,
@@ -393,6 +448,11 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         stopped_tx,
     )?;
     drop(listener);
+    if let Some((tls_listener, tls)) = tls {
+        let tls_addr = tls_listener.local_addr()?;
+        tracing::info!("TLS certificates: {}", tls.names().join(" "));
+        println!("Serving HTTPS on https://{tls_addr}/");
+    }
     println!("Serving HTTP on http://{addr}/");
     std::io::stdout().flush()?;
     shutdown.await;
