@@ -10,9 +10,13 @@ use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. A spinning guest yields to the executor at every tick,
-/// so this bounds how long one tenant can hold a worker thread, and it is the resolution
-/// of the per-request timeout's enforcement inside wasm.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// so this bounds how long one tenant can hold a worker thread before the thread looks at
+/// its sockets and at other requests again: 1 ms keeps a well-behaved app's requests at a
+/// few ms with 16 guests spinning on 2 threads (`benches/fairness.sh`), where 10 ms slices
+/// let them wait ~50 ms. A request that finishes within a tick never sees it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// `EPOCH_TICK` as `--time-slice` spells its default.
+pub const DEFAULT_TIME_SLICE: &str = "1ms";
 
 /// Core instances a component may hold in the pool. Components made by wit-component
 /// hold a few (the main module plus shims); 16 leaves room for multi-module guests.
@@ -123,22 +127,62 @@ impl EdgeEngine {
         })
     }
 
-    /// Starts the one epoch ticker of this engine. It stops when the returned guard drops.
+    /// Starts the one epoch ticker of this engine, at [`EPOCH_TICK`]. It stops when the
+    /// returned guard drops.
     pub fn start_epoch_ticker(&self) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let engine = self.engine.clone();
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("edge-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+        self.start_epoch_ticker_every(EPOCH_TICK)
+    }
+
+    /// [`EdgeEngine::start_epoch_ticker`] with another tick (`--time-slice`).
+    pub fn start_epoch_ticker_every(&self, tick: Duration) -> EpochTicker {
+        start_ticker(vec![self.engine.clone()], tick)
+    }
+}
+
+/// Ticks the ticker stays at full rate after a guest last ran past its first slice.
+const HURRY_TICKS: u32 = 200;
+/// While no guest runs long, the epoch advances once every this many ticks.
+const IDLE_STRIDE: u32 = 10;
+
+/// Set by a guest that ran past its first slice ([`hurry`]); counts down per tick.
+static HURRY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Tells the ticker a guest is running long, so slices must be short for a while.
+pub fn hurry() {
+    HURRY.store(HURRY_TICKS, Ordering::Relaxed);
+}
+
+/// One ticker thread advancing the epoch of every engine in `engines` (one thread, not one
+/// per engine: each wake-up costs the cores a context switch). It stops when the returned
+/// guard drops.
+///
+/// The epoch advances every `tick` while guests run long, and every [`IDLE_STRIDE`] ticks
+/// otherwise: a guest that runs past its first slice calls [`hurry`], and the ticker keeps
+/// the short period for the next [`HURRY_TICKS`]. Waking every millisecond cost hello's
+/// request rate 5 % on a pinned core even with no guest to interrupt (each wake-up
+/// preempts an HTTP thread); this way only servers with long-running guests pay for short
+/// slices. The price: on a quiet server a guest's first slice is [`IDLE_STRIDE`] times
+/// longer (a spinner that starts there holds its thread that long once).
+pub fn start_ticker(engines: Vec<Engine>, tick: Duration) -> EpochTicker {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("edge-epoch".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let hurrying = HURRY.load(Ordering::Relaxed) > 0;
+                let stride = if hurrying { 1 } else { IDLE_STRIDE };
+                std::thread::sleep(tick * stride);
+                if hurrying {
+                    HURRY.fetch_sub(1, Ordering::Relaxed);
+                }
+                for engine in &engines {
                     engine.increment_epoch();
                 }
-            })
-            .expect("spawning the epoch thread");
-        EpochTicker { stop }
-    }
+            }
+        })
+        .expect("spawning the epoch thread");
+    EpochTicker { stop }
 }
 
 /// The most the glue cache holds, keys and values. The glue of a typical component is a few

@@ -19,6 +19,12 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+/// Epoch ticks a guest runs before its first yield (3 ms at the default `--time-slice`
+/// while guests run long, 30 ms on a quiet server: see [`crate::engine::start_ticker`]):
+/// most requests finish within it and are never interrupted; a guest that runs longer
+/// yields at every tick after it.
+const FIRST_SLICE_TICKS: u64 = 3;
+
 /// Marks a request that came over TLS: the guest sees `https` as its scheme.
 #[derive(Debug, Clone, Copy)]
 pub struct Https;
@@ -186,8 +192,18 @@ where
     store.limiter(|host| &mut host.limiter);
     // Wasm yields to the executor at every epoch tick, so a spinning guest holds a worker
     // thread for one tick at a time and the deadline below can always fire.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+    store.set_epoch_deadline(FIRST_SLICE_TICKS);
+    // tokio's `yield_now` runs the guest again only after the runtime has looked at its
+    // sockets, so requests that just became ready (a new connection, a request head, a
+    // body chunk) go ahead of guests that are spinning: see `benches/fairness.sh`.
+    store.epoch_deadline_callback(|_| {
+        // This guest runs long: the ticker switches to short slices for a while.
+        crate::engine::hurry();
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
 
     let limit = limits.max_body_size as usize;
     let scheme = match req.extensions().get::<Https>() {

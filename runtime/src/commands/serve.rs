@@ -151,6 +151,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
 
+    /// How long a guest runs before it yields its HTTP thread to other requests (after a
+    /// first slice of 10 of these). Shorter keeps well-behaved apps fast beside tenants that
+    /// spin; longer interrupts long-running guests less often.
+    #[arg(long, value_name = "DURATION", default_value = crate::engine::DEFAULT_TIME_SLICE)]
+    pub time_slice: String,
+
     /// Time a client has to send a whole request body, from its head; a client that drips
     /// its body gets 408 and the instance is freed.
     #[arg(long, value_name = "DURATION", default_value = config::DEFAULT_BODY_READ_TIMEOUT)]
@@ -216,6 +222,8 @@ pub struct ServeConfig {
     pub state: String,
     /// Connection-level limits.
     pub connections: server::ConnLimits,
+    /// The epoch tick: how long a guest runs between yields.
+    pub time_slice: Duration,
     /// The HTTPS listener and its certificates, if any.
     pub tls: Option<(SocketAddr, crate::tls::TlsFiles)>,
 }
@@ -289,6 +297,7 @@ impl ServeArgs {
                     },
                 )),
             },
+            time_slice: config::parse_duration(&self.time_slice).context("in --time-slice")?,
             connections: server::ConnLimits {
                 header_read_timeout: config::parse_duration(&self.header_read_timeout)
                     .context("in --header-read-timeout")?,
@@ -339,7 +348,6 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         .unwrap_or(u32::MAX)
         .saturating_add(LOADING_SLOTS);
     let engine = EdgeEngine::new(config.allocator, slots)?;
-    let _ticker = engine.start_epoch_ticker();
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on `{}`", config.listen))?;
     let addr = listener.local_addr()?;
@@ -377,7 +385,10 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         }
         false => None,
     };
-    let _baseline_ticker = baseline.as_ref().map(|b| b.engine.start_epoch_ticker());
+    let engines = std::iter::once(engine.engine.clone())
+        .chain(baseline.as_ref().map(|b| b.engine.engine.clone()))
+        .collect();
+    let _ticker = crate::engine::start_ticker(engines, config.time_slice);
     let state = crate::kv::open(&config.state)?;
     let metrics = Arc::new(Metrics::default());
     let loader = Loader {
