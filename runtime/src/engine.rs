@@ -140,9 +140,9 @@ impl EdgeEngine {
 }
 
 /// Ticks the ticker stays at full rate after a guest last ran past its first slice.
-const HURRY_TICKS: u32 = 200;
+pub const HURRY_TICKS: u32 = 200;
 /// While no guest runs long, the epoch advances once every this many ticks.
-const IDLE_STRIDE: u32 = 10;
+pub const IDLE_STRIDE: u32 = 10;
 
 /// Set by a guest that ran past its first slice ([`hurry`]); counts down per tick.
 static HURRY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
