@@ -46,8 +46,11 @@ pub struct Host {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundHooks,
-    /// What `wasi:keyvalue` and `wasi:config` answer from; `None` during pre-initialization.
+    /// What `wasi:keyvalue` and `wasi:config` answer from; `None` during pre-initialization
+    /// and where the server has no state database.
     state: Option<Arc<AppState>>,
+    /// Set while the component is pre-initialized: state calls then fail loudly.
+    preinit: bool,
     /// Enforces the memory limit and remembers whether the guest ran into it.
     pub limiter: MemoryLimiter,
 }
@@ -79,6 +82,7 @@ impl Host {
                 app: env.app.clone(),
             },
             state: env.state.clone(),
+            preinit: false,
             limiter: MemoryLimiter {
                 limit: env.memory_limit,
                 exceeded: false,
@@ -92,6 +96,7 @@ impl Host {
     /// component sees while it is pre-initialized (see [`crate::kv::host`]).
     pub fn without_state(mut self) -> Host {
         self.state = None;
+        self.preinit = true;
         self
     }
 
@@ -99,6 +104,7 @@ impl Host {
     pub fn kv(&mut self) -> KvView<'_> {
         KvView {
             state: self.state.as_ref(),
+            preinit: self.preinit,
             table: &mut self.table,
         }
     }

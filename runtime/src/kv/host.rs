@@ -58,8 +58,10 @@ pub struct Cas {
 
 /// What the bindings borrow from a request's host state.
 pub struct KvView<'a> {
-    /// The app's state; `None` during pre-initialization.
+    /// The app's state; `None` during pre-initialization, or without a state database.
     pub state: Option<&'a Arc<AppState>>,
+    /// Whether the component is being pre-initialized (no state, and calls say why).
+    pub preinit: bool,
     /// The request's resource table.
     pub table: &'a mut ResourceTable,
 }
@@ -70,6 +72,8 @@ impl HasData for KvData {
     type Data<'a> = KvView<'a>;
 }
 
+const NO_DATABASE: &str = "this host keeps no key-value stores";
+
 const DURING_PREINIT: &str = "key-value stores and config are not available during \
     pre-initialization (`wizer-initialize`): read them while handling a request";
 
@@ -77,7 +81,23 @@ impl KvView<'_> {
     fn state(&self) -> Result<&AppState, KvError> {
         self.state
             .map(|s| &**s)
-            .ok_or(KvError::Unavailable(DURING_PREINIT))
+            .ok_or(KvError::Unavailable(if self.preinit {
+                DURING_PREINIT
+            } else {
+                NO_DATABASE
+            }))
+    }
+
+    /// Config as an app sees it where the host keeps no state (an embedding with no
+    /// database, such as the benches): empty, not an error.
+    fn config_or_empty<R: Default>(
+        &self,
+        f: impl FnOnce(&AppState) -> Result<R, KvError>,
+    ) -> Result<R, cfg::Error> {
+        match self.state {
+            None if !self.preinit => Ok(R::default()),
+            _ => self.state().and_then(f).map_err(config_error),
+        }
     }
 
     /// Runs `f` on the state and the store `bucket` names.
@@ -393,16 +413,10 @@ fn config_error(e: KvError) -> cfg::Error {
 
 impl cfg::Host for KvView<'_> {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, cfg::Error>> {
-        Ok(self
-            .state()
-            .and_then(|s| s.config(&key))
-            .map_err(config_error))
+        Ok(self.config_or_empty(|s| s.config(&key)))
     }
 
     fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, cfg::Error>> {
-        Ok(self
-            .state()
-            .and_then(|s| s.config_all())
-            .map_err(config_error))
+        Ok(self.config_or_empty(|s| s.config_all()))
     }
 }
