@@ -1,6 +1,6 @@
-//! The admin API, on its own listener. Every request must carry
-//! `Authorization: Bearer TOKEN`; without a valid one it gets 401 before anything else is
-//! looked at.
+//! The admin API, on its own listener. Every request but the two probes (`/healthz`,
+//! `/readyz`) must carry `Authorization: Bearer TOKEN`; without a valid one it gets 401
+//! before anything else is looked at.
 //!
 //! | method and path | does | success |
 //! |---|---|---|
@@ -9,6 +9,8 @@
 //! | `POST /apps/NAME/rollback[?to=VERSION]` | makes an older version current | 200 JSON |
 //! | `DELETE /apps/NAME` | removes the app | 200 JSON |
 //! | `GET /metrics` | Prometheus text format | 200 |
+//! | `GET /healthz` | liveness, **no token**: the process serves | 200 `{"status":"ok"}` |
+//! | `GET /readyz` | readiness, **no token**: every app found at start-up is loaded (or failed) | 200, or 503 while loading; `{"ready":…,"apps":N,"loaded":N,"failed":N}` |
 //! | `/apps/NAME/secrets…`, `/apps/NAME/kv/…` | secrets and key-value stores: [`crate::kv::admin`] | |
 //!
 //! Errors are JSON `{"error": "…"}` with 400 (bad name or request), 401 (token), 404 (no
@@ -135,6 +137,27 @@ pub async fn serve(listener: TcpListener, control: Arc<Control>, token: Token) {
 }
 
 async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) -> AdminResponse {
+    // Probes for load balancers and orchestrators: no token, no detail beyond counts.
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => {
+            return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+        }
+        (&Method::GET | &Method::HEAD, "/readyz") => {
+            let progress = control.progress().unwrap_or_default();
+            let status = match progress.ready() {
+                true => StatusCode::OK,
+                false => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let body = serde_json::json!({
+                "ready": progress.ready(),
+                "apps": progress.apps,
+                "loaded": progress.loaded,
+                "failed": progress.failed,
+            });
+            return json(status, &body);
+        }
+        _ => {}
+    }
     if !token.accepts(req.headers().get(AUTHORIZATION)) {
         let mut resp = error(
             StatusCode::UNAUTHORIZED,

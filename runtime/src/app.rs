@@ -136,6 +136,18 @@ pub fn check_name(name: &str) -> Result<()> {
 impl Loader {
     /// Loads `DIR/NAME.wasm` with its manifest `DIR/NAME.toml`.
     pub async fn load_file(&self, wasm: &Path) -> Result<App> {
+        let (name, manifest_text, config) = self.read_manifest(wasm)?;
+        let stamp = FileStamp::of(wasm);
+        let validated = Validated::read(wasm)?;
+        let mut app = self.load(name, config, validated).await?;
+        app.manifest_text = manifest_text;
+        app.stamp = std::sync::Mutex::new(Some(stamp));
+        Ok(app)
+    }
+
+    /// The app name of `DIR/NAME.wasm`, and the text and validated contents of its
+    /// manifest `DIR/NAME.toml` (defaults when there is none). The component is not read.
+    pub fn read_manifest(&self, wasm: &Path) -> Result<(String, Option<String>, AppConfig)> {
         let name = wasm
             .file_stem()
             .and_then(|s| s.to_str())
@@ -154,12 +166,16 @@ impl Loader {
         let config = self
             .resolve_manifest(manifest_text.as_deref())
             .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
-        let stamp = FileStamp::of(wasm);
-        let validated = Validated::read(wasm)?;
-        let mut app = self.load(name, config, validated).await?;
-        app.manifest_text = manifest_text;
-        app.stamp = std::sync::Mutex::new(Some(stamp));
-        Ok(app)
+        Ok((name, manifest_text, config))
+    }
+
+    /// Whether the compiled code of `app` (with `config`, which a pre-initialized snapshot
+    /// depends on) is in the cache, so [`Loader::load`] only has to read it.
+    pub fn is_cached(&self, app: &Validated, config: &AppConfig) -> Result<bool> {
+        Ok(match &self.cache {
+            Some(cache) => cache.entry_path(&cache_key(app, config)?).exists(),
+            None => false,
+        })
     }
 
     /// Parses and validates manifest text (`None`: no manifest) against the defaults.
@@ -199,11 +215,7 @@ impl Loader {
         let start = Instant::now();
         let guest = self.guest_env(&name, &config);
         let mut preinit_time = None;
-        let cache_key = if load::wants_preinit(&app.bytes)? {
-            snapshot_key(&app.digest, &config)
-        } else {
-            app.digest.clone()
-        };
+        let cache_key = cache_key(&app, &config)?;
         let compiled = compile::compile(
             &self.engine.engine,
             self.cache.as_ref(),
@@ -352,6 +364,15 @@ struct Code {
     engine: wasmtime::Engine,
     tier: Tier,
     prepared: Prepared,
+}
+
+/// The cache key of a component: its digest, or for one pre-initialized at load, that of
+/// its snapshot ([`snapshot_key`]).
+fn cache_key(app: &Validated, config: &AppConfig) -> Result<String> {
+    Ok(match load::wants_preinit(&app.bytes)? {
+        true => snapshot_key(&app.digest, config),
+        false => app.digest.clone(),
+    })
 }
 
 /// The cache key of a component pre-initialized at load. Its snapshot holds whatever

@@ -79,12 +79,17 @@ pub fn parse_memory_limit(text: &str) -> Result<u64> {
 
 /// Parses a duration such as `30s`, `250ms` or `2m`.
 pub fn parse_duration(text: &str) -> Result<Duration> {
-    let d = humantime::parse_duration(text.trim())
-        .with_context(|| format!("invalid duration `{text}` (try `30s`, `250ms` or `2m`)"))?;
+    let d = parse_duration_or_zero(text)?;
     if d.is_zero() {
         bail!("duration `{text}` must be greater than zero");
     }
     Ok(d)
+}
+
+/// Parses a duration where zero is meaningful (no wait at all).
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration> {
+    humantime::parse_duration(text.trim())
+        .with_context(|| format!("invalid duration `{text}` (try `30s`, `250ms` or `2m`)"))
 }
 
 /// Checks a concurrency limit.

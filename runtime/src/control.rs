@@ -7,12 +7,14 @@
 
 use crate::app::{App, FileStamp, Loader, Tier, app_files, check_name};
 use crate::load::{self, Validated};
+use crate::loading::{Loading, Progress};
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::server::Server;
 use crate::storage::{Storage, VersionMeta};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -121,6 +123,8 @@ pub struct Control {
     /// Background Cranelift compiles in flight, by digest: a rollback to such a version
     /// waits for its code rather than compiling it a second time.
     optimizing: Mutex<BTreeMap<String, tokio::sync::watch::Receiver<bool>>>,
+    /// The apps of start-up, until each is loaded.
+    loading: Mutex<Option<Arc<Loading>>>,
 }
 
 /// Marks an app busy for the duration of one change.
@@ -156,6 +160,7 @@ impl Control {
             busy: Mutex::new(HashSet::new()),
             failed: Mutex::new(BTreeMap::new()),
             optimizing: Mutex::new(BTreeMap::new()),
+            loading: Mutex::new(None),
         }
     }
 
@@ -205,9 +210,12 @@ impl Control {
     }
 
     fn install(&self, app: App) {
+        let name = app.name.clone();
         let mut apps = self.apps.lock().unwrap();
-        apps.insert(app.name.clone(), Arc::new(app));
+        apps.insert(name.clone(), Arc::new(app));
         self.publish(&apps);
+        drop(apps);
+        self.finish_loading(&name, true);
     }
 
     /// Takes an upload or a stored version through the whole load pipeline. Nothing is
@@ -274,28 +282,157 @@ impl Control {
         Ok(app)
     }
 
-    /// Recovers from any interrupted write, then loads every app in the directory. One bad
-    /// app is reported and skipped; the others still serve.
-    pub async fn load_all(&self) -> anyhow::Result<()> {
+    /// Recovers from any interrupted write and finds every app in the directory (reading
+    /// only manifests), then loads them in the background, `parallel` at a time: apps
+    /// whose code is in the cache first, then the others, through the baseline tier when
+    /// it is on (with Cranelift's code swapped in later, as after a deploy). One bad app is
+    /// reported and skipped; the others still serve. The [`Loading`] returned tracks them.
+    /// Until an app is loaded, a request for it waits up to `wait`, then gets 503.
+    pub fn start(
+        self: &Arc<Self>,
+        parallel: usize,
+        wait: std::time::Duration,
+    ) -> anyhow::Result<Arc<Loading>> {
         self.storage.recover()?;
         let dir = self.storage.dir();
+        let mut found = Vec::new();
         for path in app_files(dir)? {
-            match self.loader.load_file(&path).await {
-                Ok(mut app) => {
-                    app.version = self.storage.current_version(&app.name).unwrap_or(None);
-                    log_loaded(&app);
-                    self.install(app);
-                }
+            match self.loader.read_manifest(&path) {
+                Ok((name, _, config)) => found.push((path, name, config)),
                 Err(e) => tracing::error!("skipping app `{}`: {e:#}", path.display()),
             }
         }
-        if self.apps.lock().unwrap().is_empty() {
+        if found.is_empty() {
             tracing::warn!(
-                "no app loaded from `{}`: every request will get 404",
+                "no app found in `{}`: every request will get 404",
                 dir.display()
             );
         }
-        Ok(())
+        let loading = Arc::new(Loading::new(found.iter().map(|(_, name, config)| {
+            (name.clone(), config.hosts.clone(), config.paths.clone())
+        })));
+        *self.loading.lock().unwrap() = Some(loading.clone());
+        self.server.set_loading(Some((loading.clone(), wait)));
+        let found = found
+            .into_iter()
+            .map(|(path, name, _)| (path, name))
+            .collect();
+        tokio::spawn(
+            self.clone()
+                .load_found(found, parallel.max(1), loading.clone()),
+        );
+        Ok(loading)
+    }
+
+    /// [`Control::start`]'s background part.
+    async fn load_found(
+        self: Arc<Self>,
+        found: Vec<(PathBuf, String)>,
+        parallel: usize,
+        loading: Arc<Loading>,
+    ) {
+        let start = Instant::now();
+        let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+        // Cache hits in the first round; what they leave, the misses, in the second.
+        let mut queue = found;
+        for cache_hits_only in [true, false] {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (path, name) in std::mem::take(&mut queue) {
+                let (control, permits) = (self.clone(), permits.clone());
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let deferred = control.load_at_start(&path, &name, cache_hits_only).await;
+                    deferred.then_some((path, name))
+                });
+            }
+            while let Some(task) = tasks.join_next().await {
+                match task {
+                    Ok(Some(miss)) => queue.push(miss),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("an app's loading task failed: {e}"),
+                }
+            }
+        }
+        let progress = loading.progress();
+        tracing::info!(
+            apps = progress.apps,
+            failed = progress.failed,
+            total_ms = ms(start.elapsed()),
+            "start-up: {} of {} apps loaded",
+            progress.loaded,
+            progress.apps
+        );
+        self.server.set_loading(None);
+    }
+
+    /// Loads one app found at start-up, unless a deploy got to it first. With
+    /// `cache_hits_only`, an app whose code is not in the cache is left for later: `true`.
+    async fn load_at_start(
+        self: &Arc<Self>,
+        path: &Path,
+        name: &str,
+        cache_hits_only: bool,
+    ) -> bool {
+        let _busy = loop {
+            match self.lock(name) {
+                Ok(busy) => break busy,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        if self.apps.lock().unwrap().contains_key(name) {
+            self.finish_loading(name, true);
+            return false;
+        }
+        let loaded = async {
+            let (name, manifest, config) = self.loader.read_manifest(path)?;
+            let stamp = FileStamp::of(path);
+            let validated = Validated::read(path)?;
+            if cache_hits_only && !self.loader.is_cached(&validated, &config)? {
+                return Ok(None);
+            }
+            let bytes = (!cache_hits_only).then(|| validated.bytes.clone());
+            let mut app = match cache_hits_only {
+                true => self.loader.load(name, config, validated).await?,
+                false => self.loader.load_quick(name, config, validated).await?,
+            };
+            app.manifest_text = manifest;
+            app.stamp = Mutex::new(Some(stamp));
+            app.version = self.storage.current_version(&app.name).unwrap_or(None);
+            anyhow::Ok(Some((app, bytes)))
+        };
+        match loaded.await {
+            Ok(None) => true,
+            Ok(Some((app, bytes))) => {
+                log_loaded(&app);
+                let later = match (app.tier, bytes) {
+                    (Tier::Baseline, Some(bytes)) => {
+                        Some((bytes, app.manifest_text.clone(), app.version.clone()))
+                    }
+                    _ => None,
+                };
+                self.install(app);
+                if let Some((bytes, manifest, version)) = later {
+                    self.optimize_later(name.to_string(), bytes, manifest, version);
+                }
+                false
+            }
+            Err(e) => {
+                tracing::error!("skipping app `{}`: {e:#}", path.display());
+                self.finish_loading(name, false);
+                false
+            }
+        }
+    }
+
+    fn finish_loading(&self, name: &str, ok: bool) {
+        if let Some(loading) = self.loading.lock().unwrap().as_ref() {
+            loading.finish(name, ok);
+        }
+    }
+
+    /// How far start-up has got ([`Control::start`]).
+    pub fn progress(&self) -> Option<Progress> {
+        self.loading.lock().unwrap().as_ref().map(|l| l.progress())
     }
 
     /// Deploys `wasm` (and `manifest`) as a new version of `name`.
@@ -398,7 +535,7 @@ impl Control {
         let baseline = app.tier == Tier::Baseline;
         self.install(app);
         if baseline {
-            self.optimize_later(name.to_string(), wasm, manifest, meta);
+            self.optimize_later(name.to_string(), wasm, manifest, Some(meta));
         }
         Ok(DeployReport {
             total_ms: ms(start.elapsed()),
@@ -413,9 +550,10 @@ impl Control {
         name: String,
         wasm: Vec<u8>,
         manifest: Option<String>,
-        version: VersionMeta,
+        version: Option<VersionMeta>,
     ) {
         let control = self.clone();
+        let digest = load::digest(&wasm);
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         // The same code may already be compiling for another deploy: wait for it, then
         // take its code (live under the other name, or from the cache).
@@ -423,7 +561,7 @@ impl Control {
             .optimizing
             .lock()
             .unwrap()
-            .insert(version.digest.clone(), done_rx.clone());
+            .insert(digest.clone(), done_rx.clone());
         tokio::spawn(async move {
             let start = Instant::now();
             if let Some(mut earlier) = earlier {
@@ -440,17 +578,17 @@ impl Control {
             {
                 let mut optimizing = control.optimizing.lock().unwrap();
                 if optimizing
-                    .get(&version.digest)
+                    .get(&digest)
                     .is_some_and(|rx| rx.same_channel(&done_rx))
                 {
-                    optimizing.remove(&version.digest);
+                    optimizing.remove(&digest);
                 }
             }
             let _ = done_tx.send(true);
             let mut app = match built {
                 Ok(app) => app,
                 Err(e) => {
-                    tracing::warn!(app = %name, "cannot optimize `{name}` {}: {e}; it keeps its baseline code", version.version);
+                    tracing::warn!(app = %name, "cannot optimize `{name}`: {e}; it keeps its baseline code");
                     return;
                 }
             };
@@ -458,9 +596,11 @@ impl Control {
             let Some(current) = apps.get(&name) else {
                 return;
             };
+            let id = |v: &Option<VersionMeta>| v.as_ref().map(|v| v.version.clone());
             let same = current.tier == Tier::Baseline
                 && current.digest == app.digest
-                && current.version.as_ref().map(|v| &v.version) == Some(&version.version);
+                && id(&current.version) == id(&version);
+            let label = id(&version).unwrap_or_else(|| "(placed by hand)".into());
             if !same {
                 tracing::debug!(
                     "`{name}` changed while it was being optimized; dropping that code"
@@ -468,13 +608,12 @@ impl Control {
                 return;
             }
             *app.stamp.lock().unwrap() = current.stamp.lock().unwrap().clone();
-            app.version = Some(version.clone());
+            app.version = version.clone();
             apps.insert(name.clone(), Arc::new(app));
             control.publish(&apps);
             tracing::info!(
-                app = %name, version = %version.version,
-                "optimized `{name}` {}: Cranelift code serves from now on ({:.1} ms after the deploy)",
-                version.version,
+                app = %name, version = %label,
+                "optimized `{name}` {label}: Cranelift code serves from now on ({:.1} ms after it started serving)",
                 ms(start.elapsed())
             );
         });
@@ -664,10 +803,7 @@ fn changed(live: &App, wasm: &std::path::Path) -> bool {
         return true;
     }
     match std::fs::read(wasm) {
-        Ok(bytes) => {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&bytes)) != live.digest
-        }
+        Ok(bytes) => load::digest(&bytes) != live.digest,
         Err(_) => false,
     }
 }

@@ -9,8 +9,10 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
@@ -55,6 +57,18 @@ pub enum RequestError {
     BodyTimeout {
         /// The body read timeout.
         after: Duration,
+    },
+    /// The app is still loading at start-up, after the request waited `--load-wait`.
+    #[error("the app `{app}` is still loading; retry shortly")]
+    Loading {
+        /// The app.
+        app: String,
+    },
+    /// The client already holds its share of the instance slots.
+    #[error("too many requests in flight from your address (at most {limit}); retry later")]
+    ClientOverloaded {
+        /// `--max-client-concurrency`.
+        limit: usize,
     },
     /// Every instance slot (of the server or of the app) is busy.
     #[error("server overloaded: too many requests in flight, retry later")]
@@ -111,7 +125,9 @@ impl RequestError {
             RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RequestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            RequestError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Overloaded
+            | RequestError::ClientOverloaded { .. }
+            | RequestError::Loading { .. } => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Trap { .. }
             | RequestError::MemoryLimit { .. }
             | RequestError::NoResponse { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,7 +156,12 @@ impl RequestError {
             _ => {}
         }
         let mut resp = text_response(self.status(), format!("{self}\n"));
-        if matches!(self, RequestError::Overloaded) {
+        if matches!(
+            self,
+            RequestError::Overloaded
+                | RequestError::ClientOverloaded { .. }
+                | RequestError::Loading { .. }
+        ) {
             resp.headers_mut()
                 .insert("retry-after", HeaderValue::from_static("1"));
         }
@@ -163,10 +184,11 @@ pub fn text_response(status: StatusCode, body: String) -> Response<HyperOutgoing
     resp
 }
 
-/// Runs `req` on a fresh instance of `app`. `server_permits` bounds instances across the
-/// whole server (it is sized to the instance pool).
+/// Runs `req` on a fresh instance of `app`. `admission` bounds instances across the whole
+/// server (it is sized to the instance pool) and per client (`client`, when known).
 pub async fn handle<B>(
-    server_permits: &Arc<Semaphore>,
+    admission: &Admission,
+    client: Option<IpAddr>,
     metrics: &Metrics,
     app: &Arc<App>,
     req: Request<B>,
@@ -185,7 +207,7 @@ where
             limit: limits.max_body_size,
         });
     }
-    let permits = admit(server_permits, app)?;
+    let permits = admission.admit(client, app)?;
 
     // The app's own engine: Cranelift's, or Winch's while a fresh deploy is optimized.
     let mut store = Store::new(&app.engine, Host::new(&app.guest));
@@ -336,25 +358,96 @@ where
     }
 }
 
-/// Takes an instance slot of the server and, if the app has its own cap, of the app.
-/// Never waits: a full server answers 503 at once instead of queueing without bound.
-fn admit(
-    server: &Arc<Semaphore>,
-    app: &App,
-) -> Result<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>), RequestError> {
-    let server = server
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| RequestError::Overloaded)?;
-    let app = match &app.permits {
-        Some(p) => Some(
-            p.clone()
-                .try_acquire_owned()
-                .map_err(|_| RequestError::Overloaded)?,
-        ),
-        None => None,
-    };
-    Ok((server, app))
+/// Who may take an instance slot: the server's cap (sized to the instance pool), and a
+/// cap per client address, so one peer cannot hold every slot.
+pub struct Admission {
+    server: Arc<Semaphore>,
+    max: usize,
+    per_client: usize,
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Admission {
+    /// `max` requests at once across the server, at most `per_client` of them from one
+    /// address (no per-client accounting at all when `per_client >= max`).
+    pub fn new(max: usize, per_client: usize) -> Admission {
+        Admission {
+            server: Arc::new(Semaphore::new(max)),
+            max,
+            per_client: per_client.clamp(1, max.max(1)),
+            clients: Arc::default(),
+        }
+    }
+
+    fn per_client_enabled(&self) -> bool {
+        self.per_client < self.max
+    }
+
+    /// Takes an instance slot of the server, of the client and, if the app has its own
+    /// cap, of the app. Never waits: a full server answers 503 at once instead of
+    /// queueing without bound.
+    fn admit(&self, client: Option<IpAddr>, app: &App) -> Result<Permits, RequestError> {
+        let client = match client {
+            Some(ip) if self.per_client_enabled() => {
+                let mut clients = self.clients.lock().unwrap();
+                let n = clients.entry(ip).or_insert(0);
+                if *n >= self.per_client {
+                    return Err(RequestError::ClientOverloaded {
+                        limit: self.per_client,
+                    });
+                }
+                *n += 1;
+                Some(ClientSlot {
+                    clients: self.clients.clone(),
+                    ip,
+                })
+            }
+            _ => None,
+        };
+        let server = self
+            .server
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RequestError::Overloaded)?;
+        let app = match &app.permits {
+            Some(p) => Some(
+                p.clone()
+                    .try_acquire_owned()
+                    .map_err(|_| RequestError::Overloaded)?,
+            ),
+            None => None,
+        };
+        Ok(Permits {
+            _server: server,
+            _app: app,
+            _client: client,
+        })
+    }
+}
+
+/// The slots one request holds until its instance is gone.
+struct Permits {
+    _server: OwnedSemaphorePermit,
+    _app: Option<OwnedSemaphorePermit>,
+    _client: Option<ClientSlot>,
+}
+
+/// One of a client's slots.
+struct ClientSlot {
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut clients = self.clients.lock().unwrap();
+        if let Some(n) = clients.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                clients.remove(&self.ip);
+            }
+        }
+    }
 }
 
 fn declared_length<B>(req: &Request<B>) -> Result<Option<u64>, RequestError> {

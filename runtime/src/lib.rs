@@ -24,6 +24,7 @@ pub mod host;
 pub mod js;
 pub mod kv;
 pub mod load;
+pub mod loading;
 pub mod manifest;
 pub mod metrics;
 pub mod preinit;

@@ -30,9 +30,14 @@ impl Validated {
     /// Checks `bytes` are a WebAssembly component (not a core module, not something else).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Validated> {
         check_header(&bytes)?;
-        let digest = hex::encode(Sha256::digest(&bytes));
+        let digest = digest(&bytes);
         Ok(Validated { bytes, digest })
     }
+}
+
+/// SHA-256 of a component, lowercase hex: its content address.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The custom section edge appends to a snapshot it made (and so to what `edge build`

@@ -4,20 +4,24 @@
 
 use crate::app::App;
 use crate::handle::{self, RequestError};
+use crate::loading::{Loading, StillLoading};
 use crate::metrics::Metrics;
 use crate::router::{Routable, Router};
 use crate::tls::Tls;
 use anyhow::Result;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use hyper::body::Body;
 use hyper::header::HOST;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -38,6 +42,8 @@ impl Routable for App {
 /// connection is kept): long enough for any real client, short enough that a slowloris
 /// cannot hold file descriptors at leisure.
 pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+/// Default idle time of a keep-alive connection (HTTP/1.1 or HTTP/2).
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: &str = "5s";
 /// Default cap on open client connections, across threads.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default HTTP/2 streams per connection.
@@ -51,8 +57,12 @@ const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// What a client connection may hold and for how long.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// Time to send a request's headers; also the idle time of an HTTP/1.1 keep-alive.
+    /// Time to send a request's headers, counted from when the connection is ready for
+    /// the next request (so it also bounds an idle HTTP/1.1 keep-alive).
     pub header_read_timeout: Duration,
+    /// Time a connection may sit idle, no request in flight or arriving, before it is
+    /// closed gracefully.
+    pub keep_alive_timeout: Duration,
     /// Open connections across threads.
     pub max_connections: usize,
     /// HTTP/2 streams per connection.
@@ -64,19 +74,43 @@ pub struct ConnLimits {
 /// The state every connection shares.
 pub struct Server {
     metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
+    admission: handle::Admission,
     apps: ArcSwap<Router<App>>,
+    /// The apps still loading at start-up and how long a request waits for one; `None`
+    /// once every app has loaded.
+    starting: ArcSwapOption<(Arc<Loading>, Duration)>,
 }
 
 impl Server {
     /// A server running `apps` (each on its own engine), with at most `max_concurrency`
     /// requests in flight.
     pub fn new(max_concurrency: usize, metrics: Arc<Metrics>, apps: Router<App>) -> Arc<Server> {
+        Server::with_admission(
+            handle::Admission::new(max_concurrency, max_concurrency),
+            metrics,
+            apps,
+        )
+    }
+
+    /// A server admitting requests by `admission`: its caps across the server and per
+    /// client.
+    pub fn with_admission(
+        admission: handle::Admission,
+        metrics: Arc<Metrics>,
+        apps: Router<App>,
+    ) -> Arc<Server> {
         Arc::new(Server {
             metrics,
-            permits: Arc::new(Semaphore::new(max_concurrency)),
+            admission,
             apps: ArcSwap::from_pointee(apps),
+            starting: ArcSwapOption::empty(),
         })
+    }
+
+    /// Routes requests for the apps of `loading` to a wait of up to `wait` for them (then
+    /// 503) until they are loaded; `None` ends that.
+    pub fn set_loading(&self, loading: Option<(Arc<Loading>, Duration)>) {
+        self.starting.store(loading.map(Arc::new));
     }
 
     /// Swaps in a new routing table. Requests already running keep the app version they
@@ -96,12 +130,13 @@ impl Server {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let app = match self.route(&req) {
+        let app = match self.route(&req).await {
             Ok(app) => app,
             Err(e) => return e.into_response(),
         };
         let start = Instant::now();
-        let result = handle::handle(&self.permits, &self.metrics, &app, req).await;
+        let client = req.extensions().get::<Client>().map(|c| c.0);
+        let result = handle::handle(&self.admission, client, &self.metrics, &app, req).await;
         let resp = result.unwrap_or_else(|e| {
             if let Some(kill) = e.kill() {
                 self.metrics.kill(&app.name, kill);
@@ -113,7 +148,7 @@ impl Server {
         resp
     }
 
-    fn route<B>(&self, req: &Request<B>) -> Result<Arc<App>, RequestError> {
+    async fn route<B>(&self, req: &Request<B>) -> Result<Arc<App>, RequestError> {
         let host = match req.uri().host() {
             Some(h) => h,
             None => req
@@ -122,6 +157,13 @@ impl Server {
                 .and_then(|h| h.to_str().ok())
                 .ok_or_else(|| RequestError::BadRequest("missing `Host` header".into()))?,
         };
+        // One atomic load once start-up is over.
+        if let Some(starting) = self.starting.load_full() {
+            let (loading, wait) = starting.as_ref();
+            if let Err(StillLoading(app)) = loading.wait(host, req.uri().path(), *wait).await {
+                return Err(RequestError::Loading { app });
+            }
+        }
         self.apps
             .load()
             .route(host, req.uri().path())
@@ -238,7 +280,9 @@ async fn serve(
     stopped: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Result<()> {
     let builder = builder(&conns.limits);
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a clone; the channel closes when the last one ends.
+    let (open_tx, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let keep_alive = conns.limits.keep_alive_timeout;
     loop {
         // At the cap, stop accepting: new connections wait in the listen backlog.
         let permit = match conns.permits.clone().try_acquire_owned() {
@@ -277,14 +321,25 @@ async fn serve(
         let _ = stream.set_nodelay(true);
         let open = server.metrics.connection_opened();
         let server = server.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            let server = server.clone();
-            if secure {
-                req.extensions_mut().insert(handle::Https);
-            }
-            async move { Ok::<_, Infallible>(server.respond(req).await) }
-        });
-        let watcher = graceful.watcher();
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let activity = activity.clone();
+            let client = Client(peer.ip());
+            hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                let server = server.clone();
+                let busy = activity.request();
+                if secure {
+                    req.extensions_mut().insert(handle::Https);
+                }
+                req.extensions_mut().insert(client);
+                async move {
+                    let resp = server.respond(req).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
+        let (open_tx, shutdown) = (open_tx.clone(), shutdown.clone());
         match (secure, &conns.tls) {
             (true, Some((_, tls))) => {
                 let (acceptor, builder) = (tls.acceptor.clone(), builder.clone());
@@ -293,10 +348,17 @@ async fn serve(
                     // A client that never finishes its handshake is a slowloris too.
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let conn = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
+                            let io = TokioIo::new(Watched::new(stream, activity.clone()));
+                            let conn = builder.serve_connection(io, service);
+                            let conn = std::pin::pin!(conn);
+                            let closed = drive(
+                                conn,
+                                |c| c.graceful_shutdown(),
+                                &activity,
+                                keep_alive,
+                                shutdown,
+                            );
+                            if let Err(e) = closed.await {
                                 tracing::debug!(
                                     "TLS connection from {peer} ended with an error: {e}"
                                 );
@@ -305,33 +367,205 @@ async fn serve(
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
                         Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
                     }
-                    drop((permit, open));
+                    drop((permit, open, open_tx));
                 });
             }
             _ => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
+                let builder = builder.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = watcher.watch(conn).await {
+                    let io = TokioIo::new(Watched::new(stream, activity.clone()));
+                    let conn = builder.serve_connection(io, service);
+                    let conn = std::pin::pin!(conn);
+                    let closed = drive(
+                        conn,
+                        |c| c.graceful_shutdown(),
+                        &activity,
+                        keep_alive,
+                        shutdown,
+                    );
+                    if let Err(e) = closed.await {
                         tracing::debug!("connection from {peer} ended with an error: {e}");
                     }
-                    drop((permit, open));
+                    drop((permit, open, open_tx));
                 });
             }
         }
     }
     drop(listener);
     let _ = stopped.send(());
-    let in_flight = graceful.count();
+    let in_flight = open_tx.strong_count() - 1;
+    drop(open_tx);
     if in_flight > 0 {
         tracing::info!("waiting for {in_flight} open connection(s)");
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
+    // Each connection saw `shutdown` turn and is finishing its requests.
+    if tokio::time::timeout(grace, all_closed.recv())
         .await
         .is_err()
     {
         tracing::warn!("grace period of {grace:?} over; dropping remaining connections");
     }
     Ok(())
+}
+
+/// The address a request came from, as a request extension: per-client limits key on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Client(pub std::net::IpAddr);
+
+/// What one connection is doing, for its keep-alive timer: requests in flight, when the
+/// last one ended, and whether a new request's bytes have started to arrive.
+struct Activity {
+    base: Instant,
+    in_flight: AtomicUsize,
+    /// Nanoseconds after `base` when the connection last went idle.
+    idle_since: AtomicU64,
+    /// Bytes arrived while idle: an HTTP/1.1 request head is on its way, which
+    /// `--header-read-timeout` governs, not the keep-alive timer.
+    reading: AtomicBool,
+    /// The connection speaks HTTP/2, whose frames (pings, window updates) are not requests.
+    h2: AtomicBool,
+    first_read: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            base: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            reading: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
+            first_read: AtomicBool::new(true),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// A request started; the guard ends it.
+    fn request(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.reading.store(false, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    fn read(&self, bytes: &[u8]) {
+        if self.first_read.swap(false, Ordering::Relaxed) && bytes.starts_with(b"PRI * HTTP/2") {
+            self.h2.store(true, Ordering::Relaxed);
+        }
+        if !self.h2.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) == 0 {
+            self.reading.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the connection has been idle: no request in flight and none arriving.
+    fn idle(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 || self.reading.load(Ordering::Relaxed) {
+            return None;
+        }
+        let since = self.idle_since.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(self.now().saturating_sub(since)))
+    }
+}
+
+/// One request in flight on a connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let a = &self.0;
+        a.idle_since.store(a.now(), Ordering::Relaxed);
+        a.reading.store(false, Ordering::Relaxed);
+        a.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's byte stream, telling its [`Activity`] when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S, activity: Arc<Activity>) -> Watched<S> {
+        Watched { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs a connection to its end. It is closed gracefully (HTTP/1.1: after the response in
+/// progress; HTTP/2: GOAWAY, streams finish) when the server shuts down, or when it has
+/// been idle for `keep_alive`.
+async fn drive<C, E>(
+    mut conn: Pin<&mut C>,
+    close: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    keep_alive: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut closing = false;
+    loop {
+        // The timer only wakes this loop every `keep_alive` or so, never per request.
+        let next = match activity.idle() {
+            Some(idle) if idle >= keep_alive => {
+                close(conn.as_mut());
+                closing = true;
+                keep_alive
+            }
+            Some(idle) => keep_alive - idle,
+            None => keep_alive,
+        };
+        tokio::select! {
+            done = conn.as_mut() => return done,
+            _ = tokio::time::sleep(next), if !closing => {}
+            _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                close(conn.as_mut());
+                closing = true;
+            }
+        }
+    }
 }

@@ -39,3 +39,7 @@ mod connections;
 
 /// HTTPS: HTTP/1.1 and HTTP/2 by ALPN, certificates by SNI, reloads, bad certificates.
 mod tls;
+
+/// Start-up: listening at once, apps loaded in the background, 503 while loading,
+/// `/healthz` and `/readyz`.
+mod startup;

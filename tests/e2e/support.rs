@@ -133,8 +133,47 @@ impl Edge {
         self.child.id()
     }
 
-    /// Starts a prepared command (for wrappers like `sh -c 'ulimit …; exec edge …'`).
-    pub fn spawn(mut cmd: Command) -> Edge {
+    /// Starts a prepared command (for wrappers like `sh -c 'ulimit …; exec edge …'`) and
+    /// waits until every app has loaded (`/readyz`), as most tests want.
+    pub fn spawn(cmd: Command) -> Edge {
+        let edge = Edge::spawn_listening(cmd);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while edge.readyz().0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "edge did not load its apps in time:\n{}",
+                edge.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        edge
+    }
+
+    /// Starts `edge serve` like [`Edge::start`], returning as soon as it listens, while its
+    /// apps may still be loading.
+    pub fn start_listening(dir: &Path, args: &[&str]) -> Edge {
+        Edge::spawn_listening(Edge::command(dir, args))
+    }
+
+    /// `GET /readyz` on the admin listener (no token): status and body.
+    pub fn readyz(&self) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.admin).expect("admin listener");
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    /// Starts a prepared command and returns once it listens.
+    pub fn spawn_listening(mut cmd: Command) -> Edge {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

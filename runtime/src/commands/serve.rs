@@ -34,6 +34,8 @@ pub const DEFAULT_KEEP_VERSIONS: usize = 5;
 pub const DEFAULT_MAX_UPLOAD: &str = "64MiB";
 /// How often the TLS certificate files are checked for changes.
 const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// Default wait of a request for an app still loading at start-up.
+pub const DEFAULT_LOAD_WAIT: &str = "5s";
 /// Default rescan period of `--watch`.
 pub const DEFAULT_WATCH_INTERVAL: &str = "1s";
 
@@ -66,6 +68,13 @@ pub struct ServeArgs {
     /// Also sizes the instance pool (manifest `max_concurrency` caps one app lower).
     #[arg(long, value_name = "N", default_value_t = config::DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: usize,
+
+    /// Requests from one client address running at once; beyond it that client gets 503,
+    /// so one peer cannot hold every instance slot [default: three quarters of
+    /// --max-concurrency]. Behind a proxy every request comes from the proxy's address:
+    /// set it to --max-concurrency there.
+    #[arg(long, value_name = "N")]
+    pub max_client_concurrency: Option<usize>,
 
     /// Largest request body accepted; larger ones get 413 (manifest: `max_body_size`).
     #[arg(long, value_name = "SIZE", default_value = config::DEFAULT_MAX_BODY_SIZE)]
@@ -162,10 +171,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = config::DEFAULT_BODY_READ_TIMEOUT)]
     pub body_read_timeout: String,
 
-    /// Time a client has to send a request's headers; also how long an idle HTTP/1.1
-    /// keep-alive connection is kept. Slow or silent clients are disconnected.
+    /// Time a client has to send a request's headers, counted from when the connection is
+    /// ready for a request (so it also caps an idle HTTP/1.1 keep-alive). Slow or silent
+    /// clients are disconnected.
     #[arg(long, value_name = "DURATION", default_value = server::DEFAULT_HEADER_READ_TIMEOUT)]
     pub header_read_timeout: String,
+
+    /// Time a connection may sit idle (no request in flight or arriving) before it is
+    /// closed: HTTP/1.1 after its last response, HTTP/2 with GOAWAY. Keep it above the idle
+    /// timeout of a load balancer in front, or that balancer may reuse a closing connection.
+    #[arg(long, value_name = "DURATION", default_value = server::DEFAULT_KEEP_ALIVE_TIMEOUT)]
+    pub keep_alive_timeout: String,
 
     /// Open client connections across all threads. Beyond it new connections wait in the
     /// listen backlog until one closes (`edge_connections_delayed_total` counts them).
@@ -180,6 +196,16 @@ pub struct ServeArgs {
     /// larger ones are refused (431 on HTTP/1.1).
     #[arg(long, value_name = "SIZE", default_value = server::DEFAULT_MAX_HEADER_SIZE)]
     pub max_header_size: String,
+
+    /// How long a request for an app that is still loading at start-up waits for it before
+    /// it gets 503 with `Retry-After` (`0s`: at once). edge listens at once and loads apps in the
+    /// background; `/readyz` on the admin listener says when all are loaded.
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_LOAD_WAIT)]
+    pub load_wait: String,
+
+    /// Apps loaded at once at start-up [default: the CPUs this process may use].
+    #[arg(long, value_name = "N")]
+    pub load_parallelism: Option<usize>,
 
     /// The database of apps' key-value stores (`wasi:keyvalue`) and secrets: a SQLite file,
     /// created if missing [default: DIR/.edge/state.db], or `postgres://USER@HOST/DB`,
@@ -226,6 +252,12 @@ pub struct ServeConfig {
     pub time_slice: Duration,
     /// The HTTPS listener and its certificates, if any.
     pub tls: Option<(SocketAddr, crate::tls::TlsFiles)>,
+    /// How long a request waits for an app still loading at start-up.
+    pub load_wait: Duration,
+    /// Apps loaded at once at start-up.
+    pub load_parallelism: usize,
+    /// Requests from one client address at once.
+    pub max_client_concurrency: usize,
 }
 
 impl ServeArgs {
@@ -298,9 +330,26 @@ impl ServeArgs {
                 )),
             },
             time_slice: config::parse_duration(&self.time_slice).context("in --time-slice")?,
+            load_wait: config::parse_duration_or_zero(&self.load_wait).context("in --load-wait")?,
+            max_client_concurrency: match self.max_client_concurrency {
+                Some(0) => bail!("--max-client-concurrency must be at least 1"),
+                Some(n) => n,
+                None => self.max_concurrency.div_ceil(4) * 3,
+            },
+            load_parallelism: match self.load_parallelism {
+                Some(0) => bail!("--load-parallelism must be at least 1"),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
             connections: server::ConnLimits {
                 header_read_timeout: config::parse_duration(&self.header_read_timeout)
                     .context("in --header-read-timeout")?,
+                keep_alive_timeout: match config::parse_duration(&self.keep_alive_timeout)
+                    .context("in --keep-alive-timeout")?
+                {
+                    d if d.is_zero() => bail!("--keep-alive-timeout must be above zero"),
+                    d => d,
+                },
                 max_connections: match self.max_connections {
                     0 => bail!("--max-connections must be at least 1"),
                     n => n,
@@ -342,7 +391,7 @@ impl ServeArgs {
     }
 }
 
-/// Loads every app, binds, prints the startup lines and serves until a signal.
+/// Binds, starts loading every app, prints the startup lines and serves until a signal.
 pub async fn run(config: ServeConfig) -> Result<()> {
     let slots = u32::try_from(config.limits.max_concurrency)
         .unwrap_or(u32::MAX)
@@ -400,8 +449,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         cache,
         defaults: config.limits.clone(),
     };
-    let server = Server::new(
-        config.limits.max_concurrency,
+    let server = Server::with_admission(
+        crate::handle::Admission::new(config.limits.max_concurrency, config.max_client_concurrency),
         metrics.clone(),
         Router::default(),
     );
@@ -422,14 +471,13 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         "loading apps from `{}`",
         config.dir.display()
     );
-    control.load_all().await?;
-    for app in server.apps().apps() {
-        tracing::info!(app = %app.name, "serving at http://{}.localhost:{}/", app.name, addr.port());
-    }
+    // Apps load in the background: the server listens at once.
+    let loading = control.start(config.load_parallelism, config.load_wait)?;
     tokio::spawn(admin::serve(admin_listener, control.clone(), token));
     if let Some(every) = config.watch {
         let control = control.clone();
         tokio::spawn(async move {
+            loading.all_done().await;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
