@@ -2,8 +2,14 @@
 //!
 //! A cache entry is keyed by the SHA-256 of the app as uploaded (before pre-initialization,
 //! so a hit skips Wizer too) and by the engine's precompile-compatibility hash, so a
-//! different wasmtime or engine configuration never sees another's code. Each entry
-//! carries a checksum of its contents; anything that does not verify is recompiled.
+//! different wasmtime or engine configuration never sees another's code.
+//!
+//! An entry is two files: `DIGEST-ENGINE.cwasm`, exactly what `Component::serialize`
+//! wrote, and `DIGEST-ENGINE.sum`, a magic number and the SHA-256 of the `.cwasm`; anything
+//! that does not verify is recompiled. The `.cwasm` holds nothing else so that wasmtime can
+//! map it straight from the file: an idle app's code then costs page cache, shared and
+//! reclaimable, instead of an anonymous copy of the whole file per app (about 1 MiB for a
+//! hello; see docs/benchmarks.md).
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -15,9 +21,8 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Identifies the entry format; bump it to orphan every existing entry.
-const MAGIC: &[u8; 8] = b"EDGEC001";
-const HEADER_LEN: usize = MAGIC.len() + 32;
+/// Starts every `.sum` file; bump it to orphan every existing entry.
+const MAGIC: &[u8; 8] = b"EDGEC002";
 
 /// A compiled component and where its code came from.
 pub struct Compiled {
@@ -53,23 +58,39 @@ impl Cache {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
     }
 
+    /// The checksum file beside [`Cache::entry_path`].
+    fn sum_path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}-{}.sum", self.engine_key))
+    }
+
     /// Loads the entry for `digest`, or `None` when it is missing or does not verify (the
     /// caller then recompiles and overwrites it).
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let path = self.entry_path(digest);
-        let data = match std::fs::read(&path) {
-            Ok(data) => data,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
+        // Read (not mapped) for the check, so checking leaves nothing resident in this
+        // process: only the pages wasmtime touches once the file is mapped count.
+        let (code, sum) = match (std::fs::read(&path), std::fs::read(self.sum_path(digest))) {
+            (Ok(code), Ok(sum)) => (code, sum),
+            (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                if path.exists() {
+                    tracing::warn!(
+                        "cache entry `{}` has no checksum; recompiling",
+                        path.display()
+                    );
+                }
+                return None;
+            }
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!("cannot read cache entry `{}`: {e}", path.display());
                 return None;
             }
         };
-        let Some(code) = verified_code(&data) else {
+        if !verifies(&code, &sum) {
             tracing::warn!("cache entry `{}` is corrupt; recompiling", path.display());
             return None;
-        };
-        match deserialize_own_entry(engine, code) {
+        }
+        drop(code);
+        match deserialize_own_entry(engine, &path) {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(
@@ -81,25 +102,37 @@ impl Cache {
         }
     }
 
-    /// Stores `component`'s native code for `digest`: written to a temporary file, synced,
-    /// then renamed, so a crash never leaves a half-written entry under the real name.
+    /// Stores `component`'s native code for `digest`. Each file is written to a temporary
+    /// name, synced, then renamed, so a crash never leaves a half-written file under the
+    /// real name, and a file once named is never written again (mapped code stays as it
+    /// was checked); a crash between the two renames leaves an entry that does not
+    /// verify, which is recompiled.
     pub fn store(&self, digest: &str, component: &Component) -> Result<()> {
         let code = component.serialize().map_err(anyhow::Error::from)?;
+        let mut sum = MAGIC.to_vec();
+        sum.extend_from_slice(&Sha256::digest(&code));
         let path = self.entry_path(digest);
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(MAGIC)?;
-            file.write_all(&Sha256::digest(&code))?;
-            file.write_all(&code)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::Error::from(e).context(format!("cannot write cache entry `{}`", path.display()))
-        })
+        write_atomically(&path, &code)
+            .and_then(|()| write_atomically(&self.sum_path(digest), &sum))
+            .map_err(|e| {
+                anyhow::Error::from(e)
+                    .context(format!("cannot write cache entry `{}`", path.display()))
+            })
     }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Compiles `bytes`, or loads the result from `cache` when an entry for `digest` exists.
@@ -143,30 +176,31 @@ pub async fn compile(
     })
 }
 
-/// Returns the native code of a cache entry whose checksum matches, else `None`.
-fn verified_code(data: &[u8]) -> Option<&[u8]> {
-    if data.len() < HEADER_LEN || &data[..MAGIC.len()] != MAGIC {
-        return None;
-    }
-    let (sum, code) = data[MAGIC.len()..].split_at(32);
-    (Sha256::digest(code).as_slice() == sum).then_some(code)
+/// Whether `sum` (a `.sum` file) is the checksum of `code`.
+fn verifies(code: &[u8], sum: &[u8]) -> bool {
+    sum.len() == MAGIC.len() + 32
+        && &sum[..MAGIC.len()] == MAGIC
+        && Sha256::digest(code).as_slice() == &sum[MAGIC.len()..]
 }
 
 /// The one place edge loads native code from disk.
 ///
 /// # Safety
 ///
-/// `Component::deserialize` maps its input as executable code without being able to
-/// check it, so it must only ever see bytes that `Component::serialize` produced. This
-/// function is only called by [`Cache::load`] on the contents of an entry that
-/// [`Cache::store`] wrote (a file under our cache directory, named for the engine's
-/// compatibility hash) and whose SHA-256 checksum has just been verified, so a torn or
-/// tampered-with write never reaches it. wasmtime itself re-checks the engine
-/// configuration and version embedded in the code.
+/// `Component::deserialize_file` maps `path` as executable code without being able to
+/// check it, so it must only ever see bytes that `Component::serialize` produced, and the
+/// file must not change while the component lives (its pages are read lazily). This
+/// function is only called by [`Cache::load`] on an entry that [`Cache::store`] wrote (a
+/// file under our cache directory, named for the engine's compatibility hash) whose
+/// SHA-256 checksum has just been verified, so a torn or tampered-with write never reaches
+/// it; and edge never writes a named entry in place (it renames a new file over it, which
+/// leaves the mapped one as it was). The cache directory must be writable by edge alone,
+/// as the code in it runs inside edge. wasmtime itself re-checks the engine configuration
+/// and version embedded in the code.
 #[allow(unsafe_code)]
-fn deserialize_own_entry(engine: &Engine, code: &[u8]) -> Result<Component> {
+fn deserialize_own_entry(engine: &Engine, path: &Path) -> Result<Component> {
     // SAFETY: see the function's documentation.
-    unsafe { Component::deserialize(engine, code) }.map_err(anyhow::Error::from)
+    unsafe { Component::deserialize_file(engine, path) }.map_err(anyhow::Error::from)
 }
 
 /// Feeds `Hash` output into SHA-256, giving a key that is stable across processes
@@ -189,14 +223,14 @@ mod tests {
 
     #[test]
     fn checksum_rejects_torn_and_foreign_entries() {
-        let mut entry = MAGIC.to_vec();
-        entry.extend_from_slice(&Sha256::digest(b"code"));
-        entry.extend_from_slice(b"code");
-        assert_eq!(verified_code(&entry), Some(&b"code"[..]));
-        assert_eq!(verified_code(&entry[..entry.len() - 1]), None);
-        assert_eq!(verified_code(b"EDGEC001"), None);
-        let mut flipped = entry.clone();
-        *flipped.last_mut().unwrap() ^= 1;
-        assert_eq!(verified_code(&flipped), None);
+        let mut sum = MAGIC.to_vec();
+        sum.extend_from_slice(&Sha256::digest(b"code"));
+        assert!(verifies(b"code", &sum));
+        assert!(!verifies(b"cod", &sum));
+        assert!(!verifies(b"codf", &sum));
+        assert!(!verifies(b"code", &sum[..sum.len() - 1]));
+        let mut old = sum.clone();
+        old[..MAGIC.len()].copy_from_slice(b"EDGEC001");
+        assert!(!verifies(b"code", &old));
     }
 }

@@ -15,7 +15,7 @@ use crate::storage::{Storage, VersionMeta};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Why a change was refused. The admin API maps each to a status code.
@@ -125,6 +125,10 @@ pub struct Control {
     optimizing: Mutex<BTreeMap<String, tokio::sync::watch::Receiver<bool>>>,
     /// The apps of start-up, until each is loaded.
     loading: Mutex<Option<Arc<Loading>>>,
+    /// Apps installed since the routing table was last rebuilt.
+    unpublished: Mutex<Vec<String>>,
+    /// Wakes start-up's publisher: apps are waiting to be routable.
+    publish_wanted: tokio::sync::Notify,
 }
 
 /// Marks an app busy for the duration of one change.
@@ -161,6 +165,8 @@ impl Control {
             failed: Mutex::new(BTreeMap::new()),
             optimizing: Mutex::new(BTreeMap::new()),
             loading: Mutex::new(None),
+            unpublished: Mutex::new(Vec::new()),
+            publish_wanted: tokio::sync::Notify::new(),
         }
     }
 
@@ -203,19 +209,34 @@ impl Control {
 
     /// Publishes the live set as a new routing table. Called with the map locked, so the
     /// last change always wins.
+    /// Swaps in a routing table of `apps`. Apps installed before it are routable from
+    /// now on, so their start-up waits end here.
     fn publish(&self, apps: &BTreeMap<String, Arc<App>>) {
-        self.metrics.serving(apps.keys().map(String::as_str));
+        self.metrics.set_app_count(apps.len());
         self.server
             .replace_apps(Router::new(apps.values().cloned()));
+        let routable = std::mem::take(&mut *self.unpublished.lock().unwrap());
+        for name in routable {
+            self.finish_loading(&name, true);
+        }
     }
 
+    /// Makes `app` live at once.
     fn install(&self, app: App) {
+        let apps = self.install_unpublished(app);
+        self.publish(&apps);
+    }
+
+    /// Adds `app` to the live set, to be routable at the next [`Control::publish`]: a
+    /// start-up with thousands of apps rebuilds the routing table a few times, not once per
+    /// app. Returns the live set, still locked.
+    fn install_unpublished(&self, app: App) -> MutexGuard<'_, BTreeMap<String, Arc<App>>> {
         let name = app.name.clone();
+        self.metrics.serve_app(&name);
         let mut apps = self.apps.lock().unwrap();
         apps.insert(name.clone(), Arc::new(app));
-        self.publish(&apps);
-        drop(apps);
-        self.finish_loading(&name, true);
+        self.unpublished.lock().unwrap().push(name);
+        apps
     }
 
     /// Takes an upload or a stored version through the whole load pipeline. Nothing is
@@ -332,27 +353,52 @@ impl Control {
         loading: Arc<Loading>,
     ) {
         let start = Instant::now();
-        let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
-        // Cache hits in the first round; what they leave, the misses, in the second.
-        let mut queue = found;
-        for cache_hits_only in [true, false] {
-            let mut tasks = tokio::task::JoinSet::new();
-            for (path, name) in std::mem::take(&mut queue) {
-                let (control, permits) = (self.clone(), permits.clone());
-                tasks.spawn(async move {
-                    let _permit = permits.acquire_owned().await;
-                    let deferred = control.load_at_start(&path, &name, cache_hits_only).await;
-                    deferred.then_some((path, name))
-                });
-            }
-            while let Some(task) = tasks.join_next().await {
-                match task {
-                    Ok(Some(miss)) => queue.push(miss),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!("an app's loading task failed: {e}"),
+        let publisher = tokio::spawn(self.clone().publish_while_loading());
+        // `parallel` loaders share three queues, in order: apps a request waits for; apps
+        // not tried yet, taken only if the cache has their code; the cache misses those
+        // leave behind, compiled (by the baseline tier when it is on).
+        let paths: BTreeMap<String, PathBuf> =
+            found.into_iter().map(|(path, name)| (name, path)).collect();
+        let untried: Mutex<std::collections::VecDeque<String>> =
+            Mutex::new(paths.keys().cloned().collect());
+        let misses: Mutex<std::collections::VecDeque<String>> = Mutex::default();
+        let state = Arc::new((paths, untried, misses));
+        let mut loaders = tokio::task::JoinSet::new();
+        for _ in 0..parallel {
+            let (control, loading, state) = (self.clone(), loading.clone(), state.clone());
+            loaders.spawn(async move {
+                let (paths, untried, misses) = &*state;
+                loop {
+                    let next = loading.next_wanted().map(|n| (n, false)).or_else(|| {
+                        let mut untried = untried.lock().unwrap();
+                        std::iter::from_fn(|| untried.pop_front())
+                            .find(|n| loading.claim(n))
+                            .map(|n| (n, true))
+                    });
+                    let next = next.or_else(|| {
+                        let mut misses = misses.lock().unwrap();
+                        std::iter::from_fn(|| misses.pop_front())
+                            .find(|n| loading.claim(n))
+                            .map(|n| (n, false))
+                    });
+                    let Some((name, cache_hits_only)) = next else {
+                        break;
+                    };
+                    let path = &paths[&name];
+                    if control.load_at_start(path, &name, cache_hits_only).await {
+                        loading.unclaim(&name);
+                        misses.lock().unwrap().push_back(name);
+                    }
                 }
+            });
+        }
+        while let Some(done) = loaders.join_next().await {
+            if let Err(e) = done {
+                tracing::error!("a start-up loader failed: {e}");
             }
         }
+        publisher.abort();
+        self.publish(&self.apps.lock().unwrap());
         let progress = loading.progress();
         tracing::info!(
             apps = progress.apps,
@@ -363,6 +409,19 @@ impl Control {
             progress.apps
         );
         self.server.set_loading(None);
+    }
+
+    /// Start-up's publisher: rebuilds the routing table whenever loaded apps wait for it,
+    /// then pauses four times as long as the rebuild took. However many apps there are,
+    /// rebuilding takes at most a fifth of start-up, where a rebuild per app would make
+    /// start-up quadratic in the number of apps.
+    async fn publish_while_loading(self: Arc<Self>) {
+        loop {
+            self.publish_wanted.notified().await;
+            let start = Instant::now();
+            self.publish(&self.apps.lock().unwrap());
+            tokio::time::sleep(start.elapsed() * 4).await;
+        }
     }
 
     /// Loads one app found at start-up, unless a deploy got to it first. With
@@ -387,6 +446,8 @@ impl Control {
             let (name, manifest, config) = self.loader.read_manifest(path)?;
             let stamp = FileStamp::of(path);
             let validated = Validated::read(path)?;
+            // A miss a request waits for is not left for later.
+            let cache_hits_only = cache_hits_only && !self.is_wanted(&name);
             if cache_hits_only && !self.loader.is_cached(&validated, &config)? {
                 return Ok(None);
             }
@@ -410,7 +471,8 @@ impl Control {
                     }
                     _ => None,
                 };
-                self.install(app);
+                drop(self.install_unpublished(app));
+                self.publish_wanted.notify_one();
                 if let Some((bytes, manifest, version)) = later {
                     self.optimize_later(name.to_string(), bytes, manifest, version);
                 }
@@ -422,6 +484,14 @@ impl Control {
                 false
             }
         }
+    }
+
+    fn is_wanted(&self, name: &str) -> bool {
+        self.loading
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|l| l.is_wanted(name))
     }
 
     fn finish_loading(&self, name: &str, ok: bool) {

@@ -9,8 +9,8 @@
 //! before, with no extra cost per request.
 
 use crate::router::{Routable, Router};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -22,6 +22,10 @@ pub struct Pending {
     hosts: Vec<String>,
     paths: Vec<String>,
     done: watch::Sender<bool>,
+    /// A request is waiting for it: it is loaded next.
+    wanted: AtomicBool,
+    /// A loader has taken it.
+    claimed: AtomicBool,
 }
 
 impl Routable for Pending {
@@ -44,6 +48,8 @@ pub struct Loading {
     loaded: AtomicUsize,
     failed: AtomicUsize,
     all: watch::Sender<bool>,
+    /// Apps requests wait for, in the order they were first asked for.
+    wanted: Mutex<std::collections::VecDeque<String>>,
 }
 
 /// How far start-up has got, as `/readyz` reports it.
@@ -79,6 +85,8 @@ impl Loading {
                     hosts,
                     paths,
                     done: watch::channel(false).0,
+                    wanted: AtomicBool::new(false),
+                    claimed: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -89,7 +97,40 @@ impl Loading {
             loaded: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             all: watch::channel(total == 0).0,
+            wanted: Mutex::default(),
         }
+    }
+
+    /// Takes `name` for loading: `false` if another loader has it (or it is unknown).
+    pub fn claim(&self, name: &str) -> bool {
+        self.router
+            .get(name)
+            .is_some_and(|app| !app.claimed.swap(true, Ordering::SeqCst))
+    }
+
+    /// Gives `name` back, for a later pass.
+    pub fn unclaim(&self, name: &str) {
+        if let Some(app) = self.router.get(name) {
+            app.claimed.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a request is waiting for `name`.
+    pub fn is_wanted(&self, name: &str) -> bool {
+        self.router
+            .get(name)
+            .is_some_and(|app| app.wanted.load(Ordering::SeqCst))
+    }
+
+    /// The next app a request waits for that no loader has taken yet.
+    pub fn next_wanted(&self) -> Option<String> {
+        let mut wanted = self.wanted.lock().unwrap();
+        while let Some(name) = wanted.pop_front() {
+            if self.claim(&name) {
+                return Some(name);
+            }
+        }
+        None
     }
 
     /// Marks `name` loaded (`ok`) or failed. Calling it again for the same app, or for an
@@ -134,6 +175,10 @@ impl Loading {
         if *done.borrow() {
             return Ok(());
         }
+        // Demand goes first: the app jumps the start-up queue.
+        if !app.wanted.swap(true, Ordering::SeqCst) {
+            self.wanted.lock().unwrap().push_back(app.name.clone());
+        }
         match tokio::time::timeout(bound, done.wait_for(|d| *d)).await {
             Ok(_) => Ok(()),
             Err(_) => Err(StillLoading(app.name.clone())),
@@ -152,11 +197,20 @@ mod tests {
             ("b".to_string(), vec!["b.example".to_string()], vec![]),
         ]));
         let short = Duration::from_millis(10);
+        assert_eq!(loading.next_wanted(), None);
         assert_eq!(loading.wait("zzz.localhost", "/", short).await, Ok(()));
         assert_eq!(
             loading.wait("b.example", "/", short).await,
             Err(StillLoading("b".into()))
         );
+        // The request made `b` the next to load, once.
+        assert!(loading.is_wanted("b") && !loading.is_wanted("a"));
+        let _ = loading.wait("b.example", "/", short).await;
+        assert_eq!(loading.next_wanted().as_deref(), Some("b"));
+        assert_eq!(loading.next_wanted(), None);
+        assert!(!loading.claim("b"), "claimed twice");
+        loading.unclaim("b");
+        assert!(loading.claim("b") && loading.claim("a"));
         let waiter = {
             let loading = loading.clone();
             tokio::spawn(async move {

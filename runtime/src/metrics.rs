@@ -232,30 +232,41 @@ impl Default for Metrics {
 impl Metrics {
     /// Notes the apps now served: their series exist from now on, at zero until used.
     pub fn serving<'a>(&self, apps: impl ExactSizeIterator<Item = &'a str>) {
-        self.apps.set(apps.len() as i64);
+        self.set_app_count(apps.len());
         for app in apps {
-            for class in CLASSES {
-                drop(self.requests.get_or_create(&StatusLabels {
-                    app: app.to_string(),
-                    class,
-                }));
-            }
-            for reason in KILLS {
-                drop(self.kills.get_or_create(&KillLabels {
-                    app: app.to_string(),
-                    reason,
-                }));
-            }
-            for result in DEPLOY_RESULTS {
-                drop(self.deploys.get_or_create(&DeployLabels {
-                    app: app.to_string(),
-                    result,
-                }));
-            }
-            let label = AppLabel { app: app.into() };
-            drop(self.latency.get_or_create(&label));
-            drop(self.instantiate.get_or_create(&label));
+            self.serve_app(app);
         }
+    }
+
+    /// Sets `edge_apps`.
+    pub fn set_app_count(&self, n: usize) {
+        self.apps.set(n as i64);
+    }
+
+    /// Notes one app now served (its series exist from now on, at zero until used) without
+    /// touching the others': a start-up with thousands of apps registers each once.
+    pub fn serve_app(&self, app: &str) {
+        for class in CLASSES {
+            drop(self.requests.get_or_create(&StatusLabels {
+                app: app.to_string(),
+                class,
+            }));
+        }
+        for reason in KILLS {
+            drop(self.kills.get_or_create(&KillLabels {
+                app: app.to_string(),
+                reason,
+            }));
+        }
+        for result in DEPLOY_RESULTS {
+            drop(self.deploys.get_or_create(&DeployLabels {
+                app: app.to_string(),
+                result,
+            }));
+        }
+        let label = AppLabel { app: app.into() };
+        drop(self.latency.get_or_create(&label));
+        drop(self.instantiate.get_or_create(&label));
     }
 
     /// Records an answered request of `app`.

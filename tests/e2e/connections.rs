@@ -163,3 +163,134 @@ async fn an_oversized_header_section_is_refused_with_431() {
     // A normal request still works.
     assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_after_the_keep_alive_timeout_and_busy_ones_do_not() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let apps = Apps::new();
+    apps.add("hello");
+    apps.add("slow");
+    // The header-read timeout is far off, so only the keep-alive timer can close them.
+    let edge = Edge::start(
+        apps.path(),
+        &["--keep-alive-timeout", "1s", "--header-read-timeout", "60s"],
+    );
+
+    // HTTP/1.1: idle after its response, closed about a second later.
+    let mut idle = TcpStream::connect(edge.addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let (closed, head) = closed_within(&mut idle, Duration::from_secs(10)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(closed, "the idle keep-alive connection stayed open");
+    let after = start.elapsed();
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+
+    // A request running longer than the timeout is not idleness: it is answered, on a
+    // connection that then goes idle and closes.
+    let mut busy = TcpStream::connect(edge.addr).await.unwrap();
+    busy.write_all(b"GET /?ms=2500 HTTP/1.1\r\nHost: slow.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (closed, got) = closed_within(&mut busy, Duration::from_secs(10)).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("slept 2500"), "{got}");
+    assert!(closed);
+
+    // HTTP/2 (h2c with prior knowledge): the idle connection gets GOAWAY and ends.
+    let stream = TcpStream::connect(edge.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri(format!("http://hello.localhost:{}/", edge.addr.port()))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the idle HTTP/2 connection stayed open")
+        .unwrap()
+        .unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        sender.ready().await.is_err(),
+        "the connection still takes requests"
+    );
+}
+
+/// A connection from `ip` (any loopback address) to `to`.
+async fn connect_from(ip: &str, to: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_every_instance_slot() {
+    let apps = Apps::new();
+    apps.add("slow");
+    apps.add("hello");
+    let edge = Edge::start(
+        apps.path(),
+        &["--max-concurrency", "8", "--max-client-concurrency", "3"],
+    );
+    // 127.0.0.2 starts three slow requests: its share.
+    let mut hogs = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.2", edge.addr).await;
+        s.write_all(b"GET /?ms=3000 HTTP/1.1\r\nHost: slow.localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        hogs.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its fourth is refused at once, with the reason and Retry-After…
+    let mut fourth = connect_from("127.0.0.2", edge.addr).await;
+    fourth
+        .write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, got) = closed_within(&mut fourth, Duration::from_secs(2)).await;
+    assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+    assert!(got.to_ascii_lowercase().contains("retry-after: 1"), "{got}");
+    assert!(
+        got.contains("too many requests in flight from your address (at most 3)"),
+        "{got}"
+    );
+    // …while another address is served.
+    let mut other = connect_from("127.0.0.3", edge.addr).await;
+    other
+        .write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, got) = closed_within(&mut other, Duration::from_secs(2)).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    // The slow requests finish, and their slots come back to their client.
+    for s in &mut hogs {
+        let (_, got) = closed_within(s, Duration::from_secs(6)).await;
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    }
+    let mut again = connect_from("127.0.0.2", edge.addr).await;
+    again
+        .write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, got) = closed_within(&mut again, Duration::from_secs(2)).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}

@@ -10,12 +10,18 @@ async fn a_restart_loads_compiled_code_from_the_cache() {
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
     edge.expect_log("loaded app `hello` (compiled)");
     assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
+    // A cache miss at start-up serves from the baseline tier at once; Cranelift's code,
+    // which is what the cache keeps, follows in the background.
+    edge.expect_log("optimized `hello`");
     drop(edge);
+    // The code (what wasmtime maps) and its checksum beside it.
     let entries: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].with_extension("sum").exists());
 
     let edge = Edge::start(apps.path(), &["--cache-dir", cache.to_str().unwrap()]);
     edge.expect_log("loaded app `hello` (cache hit, not recompiled)");
@@ -51,6 +57,7 @@ async fn the_default_cache_lives_in_the_apps_directory() {
             &apps.path().join(".edge/cache").to_string_lossy(),
         ],
     );
+    edge.expect_log("optimized `hello`");
     drop(edge);
     // Without --cache-dir the server uses DIR/.edge/cache, which the run above filled.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));

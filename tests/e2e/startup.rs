@@ -132,3 +132,38 @@ async fn a_request_waits_for_its_app_within_the_bound() {
     );
     assert_eq!(edge.readyz().0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_app_jumps_the_loading_queue() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    {
+        let warm = Apps::new();
+        warm.add("hello");
+        let edge = Edge::start(warm.path(), &["--cache-dir", cache_dir]);
+        edge.expect_log("optimized `hello`");
+    }
+    let apps = Apps::new();
+    for i in 0..300 {
+        apps.add_as("hello", &format!("app-{i:03}"));
+    }
+    // One loader, apps taken in name order: app-299 would be the last.
+    let edge = Edge::start_listening(
+        apps.path(),
+        &["--cache-dir", cache_dir, "--load-parallelism", "1"],
+    );
+    let r = get(edge.addr, "app-299.localhost", "/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    while edge.readyz().0 != 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = edge.log();
+    let at = |app: &str| {
+        log.find(&format!("loaded app `{app}`"))
+            .unwrap_or_else(|| panic!("{app} not loaded:\n{log}"))
+    };
+    assert!(
+        at("app-299") < at("app-250"),
+        "app-299 was not loaded ahead of the queue:\n{log}"
+    );
+}
