@@ -17,8 +17,12 @@ unset RUST_BACKTRACE
 rustup target add wasm32-wasip2 >/dev/null
 (cd examples/apps && cargo build --release --quiet --bin hello --target wasm32-wasip2 --target-dir ../../target/wasm)
 cargo build --release --quiet -p edge
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# WORK=DIR keeps the apps and the filled cache there for the next run.
+if [ -n "${WORK:-}" ]; then
+  work=$WORK; mkdir -p "$work"
+else
+  work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+fi
 # Thousands of apps: each compiled-code file stays open (mapped) while its app serves.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 python3 benches/startup.py target/release/edge target/wasm/wasm32-wasip2/release/hello.wasm \

@@ -147,11 +147,18 @@ pub async fn compile(
     pool: Option<Arc<rayon::ThreadPool>>,
     preinit: impl AsyncFnOnce(Vec<u8>) -> Result<Vec<u8>>,
 ) -> Result<Compiled> {
-    if let Some(component) = cache.and_then(|c| c.load(engine, digest)) {
-        return Ok(Compiled {
-            component,
-            compile_time: None,
-        });
+    if let Some(cache) = cache {
+        // Reading and checking a megabyte or so blocks: not on the async runtime.
+        let (cache, engine, key) = (cache.clone(), engine.clone(), digest.to_string());
+        let hit = tokio::task::spawn_blocking(move || cache.load(&engine, &key))
+            .await
+            .context("the cache thread panicked")?;
+        if let Some(component) = hit {
+            return Ok(Compiled {
+                component,
+                compile_time: None,
+            });
+        }
     }
     let bytes = preinit(bytes).await?;
     let start = Instant::now();

@@ -443,12 +443,39 @@ impl Control {
             return false;
         }
         let loaded = async {
-            let (name, manifest, config) = self.loader.read_manifest(path)?;
-            let stamp = FileStamp::of(path);
-            let validated = Validated::read(path)?;
+            // Files are read and hashed on a blocking thread: thousands of apps in a row
+            // must not starve the runtime's other tasks (the publisher, the admin API).
+            let (control, file) = (self.clone(), path.to_path_buf());
+            let (name, manifest, config, stamp, validated, cached) =
+                tokio::task::spawn_blocking(move || {
+                    let (name, manifest, config) = control.loader.read_manifest(&file)?;
+                    let stamp = FileStamp::of(&file);
+                    let validated = Validated::read(&file)?;
+                    let cached = control.loader.is_cached(&validated, &config)?;
+                    anyhow::Ok((name, manifest, config, stamp, validated, cached))
+                })
+                .await??;
+            // Code already serving under another name is shared, as a deploy shares it.
+            let live = match load::wants_preinit(&validated.bytes)? {
+                true => None,
+                false => self
+                    .apps
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .find(|a| a.digest == validated.digest && a.tier == Tier::Optimized)
+                    .cloned(),
+            };
+            if let Some(live) = live {
+                let mut app = self.loader.reuse(name, config, &live);
+                app.manifest_text = manifest;
+                app.stamp = Mutex::new(Some(stamp));
+                app.version = self.storage.current_version(&app.name).unwrap_or(None);
+                return Ok(Some((app, None)));
+            }
             // A miss a request waits for is not left for later.
             let cache_hits_only = cache_hits_only && !self.is_wanted(&name);
-            if cache_hits_only && !self.loader.is_cached(&validated, &config)? {
+            if cache_hits_only && !cached {
                 return Ok(None);
             }
             let bytes = (!cache_hits_only).then(|| validated.bytes.clone());
