@@ -95,7 +95,8 @@ async def main():
             quiet.append((rss, p50, p99))
             print(f"{r + 1:>5} {0:>10} {rss / 1024:>8.1f} {p50:>8.3f} {p99:>8.3f}")
             held = await open_idle(host, int(port), conns)
-            await asyncio.sleep(1)
+            # Past the parking point (1 s) and the next trim (every 2 s).
+            await asyncio.sleep(4)
             rss = rss_kib(proc.pid)
             p50, p99 = rig(loadrig, url, rate, duration)
             await asyncio.sleep(0.2)

@@ -17,6 +17,7 @@ pub mod app;
 pub mod commands;
 pub mod compile;
 pub mod config;
+pub mod connection;
 pub mod control;
 pub mod engine;
 pub mod handle;

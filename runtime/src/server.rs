@@ -3,6 +3,7 @@
 //! app, run it, and shut down gracefully.
 
 use crate::app::App;
+use crate::connection::{self, Activity, Watched, drive};
 use crate::handle::{self, RequestError};
 use crate::loading::{Loading, StillLoading};
 use crate::metrics::Metrics;
@@ -16,12 +17,8 @@ use hyper::header::HOST;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -201,6 +198,7 @@ pub fn spawn_workers(
         tls_listener.set_nonblocking(true)?;
     }
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    connection::start_trimmer();
     (0..threads.max(1))
         .map(|i| {
             let listener = listener.try_clone()?;
@@ -271,6 +269,29 @@ fn builder(limits: &ConnLimits) -> hyper_util::server::conn::auto::Builder<Tokio
     builder
 }
 
+// The same settings for plaintext connections, which pick their protocol themselves
+// (`connection::serve_plain`) to be able to park HTTP/1.1.
+
+fn http1_builder(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size((limits.max_header_size as usize).max(8192));
+    builder
+}
+
+fn http2_builder(limits: &ConnLimits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_header_list_size(limits.max_header_size)
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
+    builder
+}
+
 async fn serve(
     server: Arc<Server>,
     listener: TcpListener,
@@ -280,6 +301,7 @@ async fn serve(
     stopped: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Result<()> {
     let builder = builder(&conns.limits);
+    let (h1, h2) = (http1_builder(&conns.limits), http2_builder(&conns.limits));
     // Every connection task holds a clone; the channel closes when the last one ends.
     let (open_tx, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     let keep_alive = conns.limits.keep_alive_timeout;
@@ -332,11 +354,12 @@ async fn serve(
                     req.extensions_mut().insert(handle::Https);
                 }
                 req.extensions_mut().insert(client);
-                async move {
+                // Boxed: parking needs an `Unpin` future (one allocation per request).
+                Box::pin(async move {
                     let resp = server.respond(req).await;
                     drop(busy);
                     Ok::<_, Infallible>(resp)
-                }
+                })
             })
         };
         let (open_tx, shutdown) = (open_tx.clone(), shutdown.clone());
@@ -371,16 +394,17 @@ async fn serve(
                 });
             }
             _ => {
-                let builder = builder.clone();
+                let (h1, h2) = (h1.clone(), h2.clone());
+                let first_bytes = conns.limits.header_read_timeout;
                 tokio::spawn(async move {
-                    let io = TokioIo::new(Watched::new(stream, activity.clone()));
-                    let conn = builder.serve_connection(io, service);
-                    let conn = std::pin::pin!(conn);
-                    let closed = drive(
-                        conn,
-                        |c| c.graceful_shutdown(),
-                        &activity,
+                    let closed = connection::serve_plain(
+                        stream,
+                        service,
+                        &h1,
+                        &h2,
+                        activity,
                         keep_alive,
+                        first_bytes,
                         shutdown,
                     );
                     if let Err(e) = closed.await {
@@ -411,161 +435,3 @@ async fn serve(
 /// The address a request came from, as a request extension: per-client limits key on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Client(pub std::net::IpAddr);
-
-/// What one connection is doing, for its keep-alive timer: requests in flight, when the
-/// last one ended, and whether a new request's bytes have started to arrive.
-struct Activity {
-    base: Instant,
-    in_flight: AtomicUsize,
-    /// Nanoseconds after `base` when the connection last went idle.
-    idle_since: AtomicU64,
-    /// Bytes arrived while idle: an HTTP/1.1 request head is on its way, which
-    /// `--header-read-timeout` governs, not the keep-alive timer.
-    reading: AtomicBool,
-    /// The connection speaks HTTP/2, whose frames (pings, window updates) are not requests.
-    h2: AtomicBool,
-    first_read: AtomicBool,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            base: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(0),
-            reading: AtomicBool::new(false),
-            h2: AtomicBool::new(false),
-            first_read: AtomicBool::new(true),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-
-    /// A request started; the guard ends it.
-    fn request(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.reading.store(false, Ordering::Relaxed);
-        Busy(self.clone())
-    }
-
-    fn read(&self, bytes: &[u8]) {
-        if self.first_read.swap(false, Ordering::Relaxed) && bytes.starts_with(b"PRI * HTTP/2") {
-            self.h2.store(true, Ordering::Relaxed);
-        }
-        if !self.h2.load(Ordering::Relaxed) && self.in_flight.load(Ordering::Relaxed) == 0 {
-            self.reading.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// How long the connection has been idle: no request in flight and none arriving.
-    fn idle(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 || self.reading.load(Ordering::Relaxed) {
-            return None;
-        }
-        let since = self.idle_since.load(Ordering::Relaxed);
-        Some(Duration::from_nanos(self.now().saturating_sub(since)))
-    }
-}
-
-/// One request in flight on a connection.
-struct Busy(Arc<Activity>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let a = &self.0;
-        a.idle_since.store(a.now(), Ordering::Relaxed);
-        a.reading.store(false, Ordering::Relaxed);
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A connection's byte stream, telling its [`Activity`] when bytes arrive.
-struct Watched<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S> Watched<S> {
-    fn new(inner: S, activity: Arc<Activity>) -> Watched<S> {
-        Watched { inner, activity }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.read(&buf.filled()[before..]);
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Runs a connection to its end. It is closed gracefully (HTTP/1.1: after the response in
-/// progress; HTTP/2: GOAWAY, streams finish) when the server shuts down, or when it has
-/// been idle for `keep_alive`.
-async fn drive<C, E>(
-    mut conn: Pin<&mut C>,
-    close: impl Fn(Pin<&mut C>),
-    activity: &Activity,
-    keep_alive: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), E>
-where
-    C: Future<Output = Result<(), E>>,
-{
-    let mut closing = false;
-    loop {
-        // The timer only wakes this loop every `keep_alive` or so, never per request.
-        let next = match activity.idle() {
-            Some(idle) if idle >= keep_alive => {
-                close(conn.as_mut());
-                closing = true;
-                keep_alive
-            }
-            Some(idle) => keep_alive - idle,
-            None => keep_alive,
-        };
-        tokio::select! {
-            done = conn.as_mut() => return done,
-            _ = tokio::time::sleep(next), if !closing => {}
-            _ = shutdown.wait_for(|stop| *stop), if !closing => {
-                close(conn.as_mut());
-                closing = true;
-            }
-        }
-    }
-}

@@ -294,3 +294,54 @@ async fn one_client_cannot_hold_every_instance_slot() {
     let (_, got) = closed_within(&mut again, Duration::from_secs(2)).await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_keep_alive_connection_serves_its_next_requests() {
+    let apps = Apps::new();
+    apps.add("hello");
+    let edge = Edge::start(apps.path(), &["--keep-alive-timeout", "30s"]);
+    let mut s = TcpStream::connect(edge.addr).await.unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n";
+    // Reads `n` responses (hello's are chunked) from the connection.
+    async fn responses(s: &mut TcpStream, n: usize) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while String::from_utf8_lossy(&got)
+            .matches("\r\n0\r\n\r\n")
+            .count()
+            < n
+        {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("no response")
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+    async fn response(s: &mut TcpStream) -> String {
+        responses(s, 1).await
+    }
+    s.write_all(request).await.unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+    // Idle past the parking point (1 s): the same connection still serves…
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(request).await.unwrap();
+    let got = response(&mut s).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("Hello from edge!"), "{got}");
+    // …a request that arrives in pieces after parking…
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"st: hello.localhost\r\n\r\n").await.unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+    // …and two pipelined in one write.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(&[&request[..], &request[..]].concat())
+        .await
+        .unwrap();
+    let both = responses(&mut s, 2).await;
+    assert_eq!(both.matches("HTTP/1.1 200").count(), 2, "{both}");
+}
