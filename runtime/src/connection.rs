@@ -144,9 +144,10 @@ where
 /// Connections parked since [`start_trimmer`] last looked.
 static PARKED: AtomicUsize = AtomicUsize::new(0);
 
-/// How often the trimmer looks, and how many parkings make it trim.
-const TRIM_EVERY: Duration = Duration::from_secs(2);
-const TRIM_AFTER_PARKED: usize = 256;
+/// How often the trimmer looks.
+pub const TRIM_EVERY: Duration = Duration::from_secs(2);
+/// How many parkings since it last looked make the trimmer trim.
+pub const TRIM_AFTER_PARKED: usize = 256;
 
 /// Starts a thread that gives the buffers parked connections freed back to the operating
 /// system. glibc's allocator keeps freed memory inside its heap, between the small
