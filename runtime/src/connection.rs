@@ -110,8 +110,13 @@ where
                 }
             }
         };
-        let parts = (*conn).into_parts();
-        io = parts.io.into_inner();
+        // Only the socket and the unparsed bytes outlive hyper's connection: whatever else
+        // stayed in scope here would be held by every parked connection's future.
+        let read_buf = {
+            let parts = (*conn).into_parts();
+            io = parts.io.into_inner();
+            parts.read_buf
+        };
         if !park {
             // Done: the client closed, or keep-alive ended, or the server is stopping.
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
@@ -119,10 +124,12 @@ where
         }
         PARKED.fetch_add(1, Ordering::Relaxed);
         // Bytes hyper read but did not parse go first on the next connection.
-        if !parts.read_buf.is_empty() {
-            io.inner.prefix = parts.read_buf;
+        if !read_buf.is_empty() {
+            io.inner.prefix = read_buf;
             continue;
         }
+        // hyper's 8 KiB read buffer: freed now, not when the client speaks again.
+        drop(read_buf);
         // hyper's header-read timer also bounds an idle keep-alive; parked, it still does.
         let limit = keep_alive.min(first_bytes);
         let left = limit.saturating_sub(activity.idle().unwrap_or_default());
