@@ -55,7 +55,7 @@ where
 {
     match tokio::time::timeout(first_bytes, is_h2(&stream)).await {
         Ok(Ok(true)) => {
-            let io = TokioIo::new(Watched::new(Prefixed::new(stream), activity.clone()));
+            let io = TokioIo::new(Watched::new(stream, activity.clone()));
             // Boxed, like the HTTP/1.1 connection below: the future of every connection,
             // parked ones included, is as large as its largest state.
             return Box::pin(async move {
@@ -75,7 +75,7 @@ where
         // Gone, or silent for the whole header-read timeout.
         Ok(Err(_)) | Err(_) => return Ok(()),
     }
-    let mut io = Watched::new(Prefixed::new(stream), activity.clone());
+    let mut io = Watched::new(stream, activity.clone());
     loop {
         let mut conn = Box::new(h1.serve_connection(TokioIo::new(io), service.clone()));
         let park = {
@@ -125,7 +125,7 @@ where
         PARKED.fetch_add(1, Ordering::Relaxed);
         // Bytes hyper read but did not parse go first on the next connection.
         if !read_buf.is_empty() {
-            io.inner.prefix = read_buf;
+            io.prefix = read_buf;
             continue;
         }
         // hyper's 8 KiB read buffer: freed now, not when the client speaks again.
@@ -134,7 +134,7 @@ where
         let limit = keep_alive.min(first_bytes);
         let left = limit.saturating_sub(activity.idle().unwrap_or_default());
         tokio::select! {
-            ready = io.inner.stream.readable() => {
+            ready = io.inner.readable() => {
                 if ready.is_err() {
                     return Ok(());
                 }
@@ -200,63 +200,6 @@ async fn is_h2(stream: &TcpStream) -> std::io::Result<bool> {
         }
         // Part of the preface so far: peek would return at once with the same bytes.
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// A socket with bytes already read from it in front.
-pub(crate) struct Prefixed {
-    prefix: Bytes,
-    stream: TcpStream,
-}
-
-impl Prefixed {
-    fn new(stream: TcpStream) -> Prefixed {
-        Prefixed {
-            prefix: Bytes::new(),
-            stream,
-        }
-    }
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -329,15 +272,21 @@ impl Drop for Busy {
     }
 }
 
-/// A connection's byte stream, telling its [`Activity`] when bytes arrive.
+/// A connection's byte stream, telling its [`Activity`] when bytes arrive. It also holds bytes read from it before, which it returns first: those a parked
+/// connection's last hyper connection read but did not parse.
 pub(crate) struct Watched<S> {
     inner: S,
+    prefix: Bytes,
     activity: Arc<Activity>,
 }
 
 impl<S> Watched<S> {
     pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Watched<S> {
-        Watched { inner, activity }
+        Watched {
+            inner,
+            prefix: Bytes::new(),
+            activity,
+        }
     }
 }
 
@@ -347,6 +296,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            // Seen (and told to the activity) when first read.
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {

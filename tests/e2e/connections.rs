@@ -344,4 +344,15 @@ async fn a_parked_keep_alive_connection_serves_its_next_requests() {
         .unwrap();
     let both = responses(&mut s, 2).await;
     assert_eq!(both.matches("HTTP/1.1 200").count(), 2, "{both}");
+    // A request, with the start of the next behind it in the same write: the connection
+    // parks holding those bytes, and the next connection reads them first.
+    s.write_all(&[&request[..], b"GET / HTTP/1.1\r\nHost: hel"].concat())
+        .await
+        .unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"lo.localhost\r\n\r\n").await.unwrap();
+    let got = response(&mut s).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(!got.to_ascii_lowercase().contains("connection: close"), "{got}");
 }
