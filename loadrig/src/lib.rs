@@ -23,6 +23,7 @@ pub mod plan;
 pub mod record;
 pub mod report;
 pub mod scenario;
+pub mod start;
 pub mod summary;
 pub mod threshold;
 pub mod ws;

@@ -7,6 +7,7 @@ use loadrig::commands::{
     Usage, Verdict, compare::CompareArgs, merge::MergeArgs, run::RunArgs, ws::WsArgs,
 };
 use loadrig::scenario::ScenarioError;
+use loadrig::start::{START_MISSED_EXIT, StartMissed};
 
 /// An HTTP and WebSocket load generator: closed and open (coordinated-omission-corrected) models,
 /// k6-named phases, HDR histograms, thresholds, and mergeable split runs.
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
             eprintln!("loadrig: {e:#}");
             if e.downcast_ref::<Usage>().is_some() {
                 ExitCode::from(2)
+            } else if e.downcast_ref::<StartMissed>().is_some() {
+                ExitCode::from(START_MISSED_EXIT)
             } else {
                 match e.downcast_ref::<ScenarioError>() {
                     Some(ScenarioError::Options(_)) => ExitCode::from(104),

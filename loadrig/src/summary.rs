@@ -36,6 +36,9 @@ pub struct RunInfo {
     pub segment: Option<String>,
     /// Seconds since the Unix epoch at which the run started.
     pub started_at: f64,
+    /// When it was to start (`--start-at`), in the same unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start: Option<f64>,
 }
 
 /// One evaluated threshold.

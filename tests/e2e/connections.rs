@@ -354,5 +354,8 @@ async fn a_parked_keep_alive_connection_serves_its_next_requests() {
     s.write_all(b"lo.localhost\r\n\r\n").await.unwrap();
     let got = response(&mut s).await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
-    assert!(!got.to_ascii_lowercase().contains("connection: close"), "{got}");
+    assert!(
+        !got.to_ascii_lowercase().contains("connection: close"),
+        "{got}"
+    );
 }

@@ -441,6 +441,21 @@ fn bad_input_exits_2_with_a_clear_message() {
         ),
         (vec!["run", &url, "--bogus"], "unexpected argument"),
         (
+            vec!["run", &url, "--start-at", "tomorrow"],
+            "not an RFC 3339 UTC time",
+        ),
+        (
+            vec![
+                "run",
+                &url,
+                "--start-at",
+                "2026-12-05T10:00:00Z",
+                "--start-grace",
+                "x",
+            ],
+            "--start-grace `x`",
+        ),
+        (
             vec!["merge", junk.to_str().unwrap()],
             "is not a loadrig JSON summary",
         ),
@@ -570,4 +585,145 @@ fn chunked_close_delimited_and_h2c_responses_are_read_whole() {
     );
     assert_eq!(doc["loadrig"]["results"]["status"]["200"], 300);
     assert_eq!(doc["loadrig"]["runs"][0]["method"], "POST");
+}
+
+#[test]
+fn segments_started_at_one_time_merge_over_their_union_and_incomplete_sets_are_refused() {
+    let addr = hello_server();
+    let url = format!("http://{addr}/");
+    let dir = tmp();
+    let (a, b, m) = (
+        out(&dir, "a.json"),
+        out(&dir, "b.json"),
+        out(&dir, "m.json"),
+    );
+    // Both segments are launched now and told to start 1.5 s from now.
+    let at = std::time::SystemTime::now() + std::time::Duration::from_millis(1500);
+    let at_text = humantime::format_rfc3339_millis(at).to_string();
+    let planned = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let children: Vec<_> = [("1/2", &a), ("2/2", &b)]
+        .into_iter()
+        .map(|(seg, file)| {
+            Command::new(env!("CARGO_BIN_EXE_loadrig"))
+                .args([
+                    "run",
+                    &url,
+                    "-c",
+                    "2",
+                    "-r",
+                    "400",
+                    "-d",
+                    "1s",
+                    "--segment",
+                    seg,
+                ])
+                .args(["--start-at", &at_text, "--json", file.to_str().unwrap()])
+                .env_remove("RUST_BACKTRACE")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    let (da, db) = (json(&a), json(&b));
+    for d in [&da, &db] {
+        check_schema(d);
+        let run = &d["loadrig"]["runs"][0];
+        let recorded = run["planned_start"].as_f64().unwrap();
+        assert!(
+            (recorded - planned).abs() < 0.002,
+            "{recorded} vs {planned}"
+        );
+        let started = run["started_at"].as_f64().unwrap();
+        assert!(
+            started >= planned - 0.001 && started < planned + 0.5,
+            "started {:.3} s after --start-at",
+            started - planned
+        );
+    }
+    let o = loadrig(&[
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+        m.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(!stderr.contains("started up to"), "{stderr}");
+    let dm = json(&m);
+    assert_eq!(
+        count(&dm, "http_reqs"),
+        400,
+        "the halves make the whole schedule"
+    );
+    // The rate is over the union of the two spans, which overlap: about one second.
+    let elapsed = dm["loadrig"]["results"]["elapsed_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!((0.9..1.6).contains(&elapsed), "{elapsed}");
+    let rate = dm["metrics"]["http_reqs"]["values"]["rate"]
+        .as_f64()
+        .unwrap();
+    assert!((rate - 400.0 / elapsed).abs() < 1e-6 * rate, "{rate}");
+
+    // A segment that is already too late does not run.
+    let late = humantime::format_rfc3339_millis(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(10),
+    )
+    .to_string();
+    let skipped = out(&dir, "late.json");
+    let o = loadrig(&[
+        "run",
+        &url,
+        "-n",
+        "10",
+        "--start-at",
+        &late,
+        "--json",
+        skipped.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(110), "{stderr}");
+    assert!(stderr.contains("more than --start-grace"), "{stderr}");
+    assert!(!skipped.exists());
+
+    // Merges of an incomplete or repeated set of segments are refused.
+    for (files, msg) in [
+        (vec![&a], "segment 2/2 missing"),
+        (vec![&a, &a, &b], "segment 1/2 given more than once"),
+    ] {
+        let mut args = vec!["merge"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        let o = loadrig(&args);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(msg), "{stderr}");
+    }
+    // Segments that started far apart merge, with a warning.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let o = loadrig(&[
+        "run",
+        &url,
+        "-c",
+        "2",
+        "-n",
+        "20",
+        "--segment",
+        "2/2",
+        "--json",
+        b.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = loadrig(&["merge", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("started up to"), "{stderr}");
 }

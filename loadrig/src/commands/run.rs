@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
@@ -32,7 +32,8 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// override them as in k6.
 ///
 /// Exit codes: 0 done, 99 a threshold failed, 2 bad input, 104 invalid scenario options,
-/// 107 scenario error, 108 run aborted, 1 anything else.
+/// 107 scenario error, 108 run aborted, 110 started too late after `--start-at`, 1 anything
+/// else.
 #[derive(Debug, Parser)]
 #[command(after_help = "Examples:\n  \
     loadrig run http://127.0.0.1:8080/ -c 16 -d 10s\n  \
@@ -121,6 +122,9 @@ pub struct RunArgs {
     /// No live progress line on stderr (it is only shown on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub start: crate::start::StartArgs,
 }
 
 /// A validated `run`: every error in the flags surfaces before a socket is opened.
@@ -186,6 +190,7 @@ impl RunArgs {
             stages: self.stages.clone(),
             segment: self.segment.clone(),
             started_at: 0.0,
+            planned_start: None,
         };
         Ok(Validated {
             config: RunConfig {
@@ -223,10 +228,9 @@ impl RunArgs {
             thresholds,
             mut info,
         } = self.validate().map_err(usage)?;
-        info.started_at = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let start = self.start.validate().map_err(usage)?;
+        info.planned_start = start.map(|s| s.wait(true)).transpose()?;
+        info.started_at = crate::start::now();
         let show = !self.no_progress && std::io::stderr().is_terminal();
         let length = config.plan.length();
         let results = drive::run(&config, |p| {

@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 
@@ -105,10 +104,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<Verdict> {
         env,
         threads,
     };
-    let started_at = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+    // The scenario is loaded and checked; its VUs start at the wall-clock time asked for.
+    let start = args.start.validate().map_err(usage)?;
+    let planned_start = start.map(|s| s.wait(true)).transpose()?;
+    let started_at = crate::start::now();
     let show = !args.no_progress && std::io::stderr().is_terminal();
     let mut finished = scenario::run(&loaded, &settings, |p| {
         if show {
@@ -160,6 +159,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<Verdict> {
         stages: Vec::new(),
         segment: args.segment.clone(),
         started_at,
+        planned_start,
     };
     if finished.interrupted > 0 {
         eprintln!(

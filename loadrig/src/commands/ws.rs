@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
@@ -43,7 +43,8 @@ const DEFAULT_MESSAGE_SIZE: usize = 16;
 /// they ended with (`ws_closes{code:1000}`, 1006 without a close frame). A connection that
 /// fails or is closed by the server is reopened after a pause (100 ms, doubling to 2 s).
 ///
-/// Exit codes: 0 done, 99 a threshold failed, 2 bad input, 1 anything else.
+/// Exit codes: 0 done, 99 a threshold failed, 2 bad input, 110 started too late after
+/// `--start-at`, 1 anything else.
 #[derive(Debug, Parser)]
 #[command(after_help = "Examples:\n  \
     loadrig ws ws://127.0.0.1:8080/ws -c 64 -d 10s\n  \
@@ -129,6 +130,9 @@ pub struct WsArgs {
     /// No live progress line on stderr (it is only shown on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub start: crate::start::StartArgs,
 }
 
 /// A random text payload: letters and digits, so it is valid UTF-8.
@@ -216,6 +220,7 @@ impl WsArgs {
             stages: self.stages.clone(),
             segment: self.segment.clone(),
             started_at: 0.0,
+            planned_start: None,
         };
         let config = WsConfig {
             target,
@@ -240,10 +245,9 @@ impl WsArgs {
     /// Runs the command.
     pub fn execute(&self) -> anyhow::Result<Verdict> {
         let (config, thresholds, mut info) = self.validate().map_err(usage)?;
-        info.started_at = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        let start = self.start.validate().map_err(usage)?;
+        info.planned_start = start.map(|s| s.wait(true)).transpose()?;
+        info.started_at = crate::start::now();
         let show = !self.no_progress && std::io::stderr().is_terminal();
         let total = config.share.of(config.connections);
         let mut results = ws::run(&config, |p| {
