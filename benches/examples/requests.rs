@@ -1,0 +1,77 @@
+//! Runs N hello requests in process, the way the `instantiate` bench does, for a profiler
+//! to count: `benches/callgrind.sh` runs it under `valgrind --tool=callgrind` at two values
+//! of N and takes the difference, so start-up and loading drop out and what is left is
+//! the instructions of N requests.
+//!
+//!   cargo run --release -p edge-benches --example requests -- 1000 [pooling|on-demand]
+#![allow(missing_docs)]
+
+use bytes::Bytes;
+use edge::app::Loader;
+use edge::config::Limits;
+use edge::engine::{Allocator, EdgeEngine};
+use edge::load::Validated;
+use edge::manifest::Manifest;
+use edge::router::Router;
+use edge::server::Server;
+use http_body_util::{BodyExt, Empty};
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .map(|a| a.parse().expect("N: a number of requests"))
+        .unwrap_or(1000);
+    let allocator = match args.next().as_deref() {
+        None | Some("pooling") => Allocator::Pooling,
+        Some("on-demand") => Allocator::OnDemand,
+        Some(other) => panic!("allocator `{other}`: pooling or on-demand"),
+    };
+    let wasm = support::hello_wasm();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = EdgeEngine::new(allocator, 16).unwrap();
+    let _ticker = engine.start_epoch_ticker();
+    let loader = Loader {
+        linker: edge::prepare::linker(&engine.engine).unwrap(),
+        engine: engine.clone(),
+        baseline: None,
+        // Compiled once, then loaded: a profile of two runs must not differ by a compile.
+        cache: Some(
+            edge::compile::Cache::open(
+                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/requests-cache"),
+                &engine.engine,
+            )
+            .unwrap(),
+        ),
+        defaults: Limits::default(),
+        state: None,
+        metrics: None,
+    };
+    let app = rt
+        .block_on(loader.load(
+            "hello".into(),
+            Manifest::default().resolve(&Limits::default()).unwrap(),
+            Validated::read(&wasm).unwrap(),
+        ))
+        .unwrap();
+    let server = Server::new(16, Default::default(), Router::new([app.into()]));
+    rt.block_on(async {
+        for _ in 0..n {
+            let req = hyper::Request::builder()
+                .uri("/")
+                .header("host", "hello.localhost")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = server.respond(req).await;
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.unwrap();
+        }
+    });
+    println!("{n} requests");
+}
