@@ -185,6 +185,22 @@ fn bad_flags_fail_before_listening_with_a_clear_message() {
             "invalid listen address `localhost`",
         ),
         ("--max-concurrency", "0", "at least 1"),
+        (
+            "--max-client-concurrency",
+            "0",
+            "--max-client-concurrency must be at least 1",
+        ),
+        (
+            "--load-parallelism",
+            "0",
+            "--load-parallelism must be at least 1",
+        ),
+        ("--load-wait", "soon", "in --load-wait"),
+        (
+            "--keep-alive-timeout",
+            "0s",
+            "in --keep-alive-timeout: duration `0s` must be greater than zero",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_edge"))
             .arg("serve")

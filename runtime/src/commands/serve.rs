@@ -344,12 +344,8 @@ impl ServeArgs {
             connections: server::ConnLimits {
                 header_read_timeout: config::parse_duration(&self.header_read_timeout)
                     .context("in --header-read-timeout")?,
-                keep_alive_timeout: match config::parse_duration(&self.keep_alive_timeout)
-                    .context("in --keep-alive-timeout")?
-                {
-                    d if d.is_zero() => bail!("--keep-alive-timeout must be above zero"),
-                    d => d,
-                },
+                keep_alive_timeout: config::parse_duration(&self.keep_alive_timeout)
+                    .context("in --keep-alive-timeout")?,
                 max_connections: match self.max_connections {
                     0 => bail!("--max-connections must be at least 1"),
                     n => n,
