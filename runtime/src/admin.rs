@@ -9,13 +9,14 @@
 //! | `POST /apps/NAME/rollback[?to=VERSION]` | makes an older version current | 200 JSON |
 //! | `DELETE /apps/NAME` | removes the app | 200 JSON |
 //! | `GET /metrics` | Prometheus text format | 200 |
-//! | `GET /healthz` | liveness, **no token**: the process serves | 200 `{"status":"ok"}` |
-//! | `GET /readyz` | readiness, **no token**: every app found at start-up is loaded (or failed) | 200, or 503 while loading; `{"ready":…,"apps":N,"loaded":N,"failed":N}` |
+//! | `GET /healthz` | liveness, **no token**: the process serves | 200 `{"status":"ok"}`, or `"degraded"` on a cluster node that cannot reach the app store |
+//! | `GET /readyz` | readiness, **no token**: every app found at start-up is loaded (or failed) | 200, or 503 while loading; `{"ready":…,"apps":N,"loaded":N,"failed":N,"degraded":…}` |
 //! | `/apps/NAME/secrets…`, `/apps/NAME/kv/…` | secrets and key-value stores: [`crate::kv::admin`] | |
 //!
 //! Errors are JSON `{"error": "…"}` with 400 (bad name or request), 401 (token), 404 (no
-//! such app or version), 405, 409 (another change to the app in progress), 413 (upload
-//! too large), 422 (invalid component or manifest), 500 (storage failure).
+//! such app or version), 405, 409 (another change to the app in progress, here or, in a
+//! cluster, on another node), 413 (upload too large), 422 (invalid component or manifest),
+//! 500 (storage failure), 503 (a cluster node cannot reach the app store; nothing changed).
 
 use crate::control::{Control, ControlError};
 use crate::metrics::Format;
@@ -139,8 +140,12 @@ pub async fn serve(listener: TcpListener, control: Arc<Control>, token: Token) {
 async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) -> AdminResponse {
     // Probes for load balancers and orchestrators: no token, no detail beyond counts.
     match (req.method(), req.uri().path()) {
+        // A cluster node that lost its app store still serves: it says `degraded`, with no
+        // detail, and stays live and ready (taking every node out of rotation because the
+        // database went away would turn a control-plane fault into an outage).
         (&Method::GET | &Method::HEAD, "/healthz") => {
-            return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+            let status = if control.degraded() { "degraded" } else { "ok" };
+            return json(StatusCode::OK, &serde_json::json!({ "status": status }));
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
             let progress = control.progress().unwrap_or_default();
@@ -153,6 +158,7 @@ async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) 
                 "apps": progress.apps,
                 "loaded": progress.loaded,
                 "failed": progress.failed,
+                "degraded": control.degraded(),
             });
             return json(status, &body);
         }
@@ -183,7 +189,7 @@ async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) 
         return json(status, &value);
     }
     match (req.method().clone(), segments.as_slice()) {
-        (Method::GET, ["apps"]) => json(StatusCode::OK, &control.list()),
+        (Method::GET, ["apps"]) => json(StatusCode::OK, &control.list().await),
         (Method::GET, ["metrics"]) => {
             let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::negotiate(accept);
@@ -214,6 +220,7 @@ async fn respond(control: &Arc<Control>, token: &Token, req: Request<Incoming>) 
         (Method::DELETE, ["apps", name]) => result(
             control
                 .delete(name)
+                .await
                 .map(|()| serde_json::json!({ "deleted": name })),
         ),
         (_, ["apps"] | ["metrics"] | ["apps", _] | ["apps", _, "rollback"]) => error(
@@ -316,7 +323,8 @@ fn result<T: serde::Serialize>(r: Result<T, ControlError>) -> AdminResponse {
                 ControlError::BadName(_) => StatusCode::BAD_REQUEST,
                 ControlError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                ControlError::Busy(_) => StatusCode::CONFLICT,
+                ControlError::Busy(_) | ControlError::Conflict(_) => StatusCode::CONFLICT,
+                ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ControlError::NotFound(_) => StatusCode::NOT_FOUND,
                 ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };

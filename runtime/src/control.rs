@@ -6,6 +6,7 @@
 //! keep the version they started on; a failed change leaves everything as it was.
 
 use crate::app::{App, FileStamp, Loader, Tier, app_files, check_name};
+use crate::cluster::{Cluster, Current, StoreError};
 use crate::load::{self, Validated};
 use crate::loading::{Loading, Progress};
 use crate::metrics::Metrics;
@@ -44,6 +45,23 @@ pub enum ControlError {
     /// Storage failed; the running version is unchanged.
     #[error("{0:#}")]
     Internal(anyhow::Error),
+    /// Another node of the cluster changed the app since this change started.
+    #[error("{0}")]
+    Conflict(String),
+    /// The cluster's app store cannot be reached; nothing changed.
+    #[error("{0:#}")]
+    Unavailable(anyhow::Error),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ControlError::Conflict(m),
+            StoreError::NotFound(m) => ControlError::NotFound(m),
+            StoreError::Corrupt(m) => ControlError::Internal(anyhow::anyhow!(m)),
+            e @ StoreError::Unavailable(_) => ControlError::Unavailable(anyhow::anyhow!("{e}")),
+        }
+    }
 }
 
 /// What a deploy did and how long each stage took.
@@ -72,6 +90,10 @@ pub struct DeployReport {
     pub store_ms: f64,
     /// From upload received to serving, in ms.
     pub total_ms: f64,
+    /// In a cluster: when the version committed to the app store (RFC 3339, UTC), the
+    /// moment every node's propagation is measured from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<String>,
 }
 
 /// One app as `GET /apps` and `edge apps` show it.
@@ -129,6 +151,12 @@ pub struct Control {
     unpublished: Mutex<Vec<String>>,
     /// Wakes start-up's publisher: apps are waiting to be routable.
     publish_wanted: tokio::sync::Notify,
+    /// The cluster's app store, when this node is one of a cluster: every change commits
+    /// there first.
+    cluster: Option<Arc<Cluster>>,
+    /// Versions from the store that could not be served (corrupt, invalid), by app, so
+    /// each is reported once rather than at every reconciliation.
+    refused: Mutex<BTreeMap<String, VersionMeta>>,
 }
 
 /// Marks an app busy for the duration of one change.
@@ -167,7 +195,25 @@ impl Control {
             loading: Mutex::new(None),
             unpublished: Mutex::new(Vec::new()),
             publish_wanted: tokio::sync::Notify::new(),
+            cluster: None,
+            refused: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Makes this control plane a node of the cluster on `cluster`'s app store.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Control {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster's app store, if this node is one of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Whether the node serves but cannot reach its cluster's app store.
+    pub fn degraded(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| !c.is_up())
     }
 
     /// The largest upload accepted, in bytes.
@@ -233,6 +279,7 @@ impl Control {
     fn install_unpublished(&self, app: App) -> MutexGuard<'_, BTreeMap<String, Arc<App>>> {
         let name = app.name.clone();
         self.metrics.serve_app(&name);
+        self.metrics.serving_since(&name);
         let mut apps = self.apps.lock().unwrap();
         apps.insert(name.clone(), Arc::new(app));
         self.unpublished.lock().unwrap().push(name);
@@ -567,6 +614,11 @@ impl Control {
         }
         let _busy = self.lock(name)?;
         let validated = Validated::from_bytes(wasm.clone()).map_err(ControlError::Invalid)?;
+        if let Some(cluster) = self.cluster.clone() {
+            return self
+                .deploy_to_cluster(&cluster, name, validated, wasm, manifest, start)
+                .await;
+        }
         // Writing and syncing the version's files does not depend on the compile, so it
         // runs meanwhile; the version only becomes one (a rename) once the code is ready.
         let stage = {
@@ -610,25 +662,7 @@ impl Control {
         }
         let store_ms = ms(stage_time + store_start.elapsed());
         app.version = Some(meta.clone());
-        let r = &app.report;
-        let checks = r.total - r.preinit.unwrap_or_default() - r.compile.unwrap_or_default();
-        let report = DeployReport {
-            name: name.to_string(),
-            version: meta.version.clone(),
-            digest: app.digest.clone(),
-            validate_ms: ms(checks),
-            preinit_ms: app.report.preinit.map(ms),
-            compile_ms: app.report.compile.map(ms),
-            code: match (app.report.reused, app.report.cache_hit) {
-                (true, _) => "live",
-                (false, true) => "cache",
-                (false, false) => "compiled",
-            }
-            .into(),
-            tier: tier_name(app.tier).into(),
-            store_ms,
-            total_ms: 0.0,
-        };
+        let report = deploy_report(name, &app, &meta, store_ms, None);
         let baseline = app.tier == Tier::Baseline;
         self.install(app);
         if baseline {
@@ -724,42 +758,20 @@ impl Control {
         to: Option<&str>,
     ) -> Result<VersionMeta, ControlError> {
         let _busy = self.lock(name)?;
+        if let Some(cluster) = self.cluster.clone() {
+            return self.rollback_in_cluster(&cluster, name, to).await;
+        }
         let versions = self
             .storage
             .versions(name)
             .map_err(ControlError::Internal)?;
-        if versions.is_empty() {
-            return Err(ControlError::NotFound(format!(
-                "app `{name}` has no deployed versions to roll back to"
-            )));
-        }
         let current = self
             .apps
             .lock()
             .unwrap()
             .get(name)
             .and_then(|a| a.version.as_ref().map(|v| v.version.clone()));
-        let target = match to {
-            Some(to) => versions.iter().find(|v| v.version == to).ok_or_else(|| {
-                let known: Vec<_> = versions.iter().map(|v| v.version.as_str()).collect();
-                ControlError::NotFound(format!(
-                    "app `{name}` has no version `{to}` (it has {})",
-                    known.join(", ")
-                ))
-            })?,
-            None => {
-                let pos = current
-                    .as_ref()
-                    .and_then(|c| versions.iter().position(|v| &v.version == c))
-                    .unwrap_or(versions.len());
-                if pos == 0 {
-                    return Err(ControlError::NotFound(format!(
-                        "app `{name}` is at its oldest kept version; nothing to roll back to"
-                    )));
-                }
-                &versions[pos - 1]
-            }
-        };
+        let target = rollback_target(name, &versions, current.as_deref(), to)?;
         let (wasm, manifest) = self
             .storage
             .read_version(name, &target.version)
@@ -780,23 +792,290 @@ impl Control {
     }
 
     /// Removes an app: it stops serving at once and its files and versions are deleted.
-    pub fn delete(&self, name: &str) -> Result<(), ControlError> {
+    pub async fn delete(&self, name: &str) -> Result<(), ControlError> {
         check_name(name).map_err(|e| ControlError::BadName(e.to_string()))?;
         let _busy = self.lock(name)?;
-        if !self.apps.lock().unwrap().contains_key(name) && !self.storage.wasm_path(name).exists() {
+        if let Some(cluster) = &self.cluster {
+            let expected = cluster
+                .store()
+                .current(name)
+                .await?
+                .ok_or_else(|| ControlError::NotFound(format!("no app `{name}`")))?;
+            cluster
+                .store()
+                .delete(name, Some(&expected.meta.version))
+                .await?;
+        } else if !self.apps.lock().unwrap().contains_key(name)
+            && !self.storage.wasm_path(name).exists()
+        {
             return Err(ControlError::NotFound(format!("no app `{name}`")));
         }
-        self.storage.delete(name).map_err(ControlError::Internal)?;
-        let mut apps = self.apps.lock().unwrap();
-        apps.remove(name);
-        self.publish(&apps);
+        self.remove(name).map_err(ControlError::Internal)?;
         tracing::info!(app = %name, "deleted `{name}`");
         Ok(())
     }
 
-    /// Every live app.
-    pub fn list(&self) -> Vec<AppInfo> {
+    /// Deletes `name`'s files and stops serving it.
+    fn remove(&self, name: &str) -> anyhow::Result<()> {
+        self.storage.delete(name)?;
+        let mut apps = self.apps.lock().unwrap();
+        if apps.remove(name).is_some() {
+            self.publish(&apps);
+        }
+        Ok(())
+    }
+
+    /// A cluster deploy: the version commits to the store (if the app is still at the
+    /// version this deploy started from), then serves here; the other nodes follow.
+    async fn deploy_to_cluster(
+        self: &Arc<Self>,
+        cluster: &Cluster,
+        name: &str,
+        validated: Validated,
+        wasm: Vec<u8>,
+        manifest: Option<String>,
+        start: Instant,
+    ) -> Result<DeployReport, ControlError> {
+        let store = cluster.store();
+        let expected = store.current(name).await?.map(|c| c.meta.version);
+        let digest = validated.digest.clone();
+        let mut app = self
+            .build(name, validated, manifest.clone(), How::Quick)
+            .await?;
+        let store_start = Instant::now();
+        let (meta, committed) = store
+            .deploy(
+                name,
+                expected.as_deref(),
+                &wasm,
+                manifest.as_deref(),
+                &digest,
+                self.keep_versions,
+            )
+            .await?;
+        self.store_locally(name, &meta, &wasm, manifest.as_deref())
+            .await;
+        app.version = Some(meta.clone());
+        let report = deploy_report(
+            name,
+            &app,
+            &meta,
+            ms(store_start.elapsed()),
+            Some(committed),
+        );
+        let baseline = app.tier == Tier::Baseline;
+        self.install(app);
+        self.metrics.propagated(committed);
+        if baseline {
+            self.optimize_later(name.to_string(), wasm, manifest, Some(meta));
+        }
+        Ok(DeployReport {
+            total_ms: ms(start.elapsed()),
+            ..report
+        })
+    }
+
+    /// A cluster rollback: chooses the target among the store's versions, builds it (from
+    /// this node's copy, or fetched), commits the switch, then serves it here.
+    async fn rollback_in_cluster(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<VersionMeta, ControlError> {
+        let store = cluster.store();
+        let current = store.current(name).await?.ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "app `{name}` has no deployed versions to roll back to"
+            ))
+        })?;
+        let versions: Vec<VersionMeta> = store
+            .versions(Some(name))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let target = rollback_target(name, &versions, Some(&current.meta.version), to)?.clone();
+        let (wasm, manifest) = self.version_bytes(cluster, name, &target).await?;
+        let validated = Validated::from_bytes(wasm.clone()).map_err(ControlError::Invalid)?;
+        let mut app = self
+            .build(name, validated, manifest.clone(), How::Full)
+            .await?;
+        let committed = store
+            .rollback(name, Some(&current.meta.version), &target.version)
+            .await?;
+        self.store_locally(name, &target, &wasm, manifest.as_deref())
+            .await;
+        app.version = Some(target.clone());
+        tracing::info!(app = %name, "rolled `{name}` back to {}", target.version);
+        self.install(app);
+        self.metrics.propagated(committed);
+        Ok(target)
+    }
+
+    /// A stored version's component and manifest: this node's copy when it has one,
+    /// otherwise fetched from the store (and checked against its digest).
+    async fn version_bytes(
+        &self,
+        cluster: &Cluster,
+        name: &str,
+        meta: &VersionMeta,
+    ) -> Result<(Vec<u8>, Option<String>), StoreError> {
+        let storage = self.storage.clone();
+        let (app, version) = (name.to_string(), meta.version.clone());
+        let local = tokio::task::spawn_blocking(move || storage.read_version(&app, &version))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        match local {
+            Some((wasm, manifest)) if load::digest(&wasm) == meta.digest => Ok((wasm, manifest)),
+            _ => cluster.store().fetch(name, &meta.version).await,
+        }
+    }
+
+    /// Writes a version committed to the store into this node's directory and makes it
+    /// current there. A failure is logged, not returned: the node serves the version from
+    /// memory, and rewrites it when it next starts.
+    async fn store_locally(
+        &self,
+        name: &str,
+        meta: &VersionMeta,
+        wasm: &[u8],
+        manifest: Option<&str>,
+    ) {
+        let (storage, name, meta, wasm, manifest) = (
+            self.storage.clone(),
+            name.to_string(),
+            meta.clone(),
+            wasm.to_vec(),
+            manifest.map(String::from),
+        );
+        let keep = self.keep_versions;
+        let written = tokio::task::spawn_blocking(move || {
+            storage.store_version(&name, &meta, &wasm, manifest.as_deref())?;
+            storage.make_current(&name, &meta.version)?;
+            storage.prune(&name, keep, &meta.version)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("cannot write the store's version to this node's directory: {e:#}")
+            }
+            Err(e) => tracing::warn!("the storage task failed: {e}"),
+        }
+    }
+
+    /// Names of the apps this node serves.
+    pub fn live_names(&self) -> Vec<String> {
+        self.apps.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Brings one app in line with the cluster's store, which says it is at `stored`
+    /// (`None`: deleted). A version already serving is left alone; another is taken
+    /// through the load pipeline and swapped in. A version that cannot be served (corrupt
+    /// in the store, invalid) is reported once and the app keeps what it serves. Fails only
+    /// when the store cannot be reached.
+    pub async fn apply_stored(
+        self: &Arc<Self>,
+        name: &str,
+        stored: Option<Current>,
+    ) -> Result<(), StoreError> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Ok(());
+        };
+        let _busy = loop {
+            match self.lock(name) {
+                Ok(busy) => break busy,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        };
+        let live = self.apps.lock().unwrap().get(name).cloned();
+        let Some(cur) = stored else {
+            if live.is_some() || self.storage.wasm_path(name).exists() {
+                if let Err(e) = self.remove(name) {
+                    tracing::warn!("cannot remove `{name}` from this node's directory: {e:#}");
+                }
+                tracing::info!(app = %name, "`{name}` was deleted in the cluster; no longer serving it");
+            }
+            return Ok(());
+        };
+        if live
+            .as_ref()
+            .is_some_and(|l| l.digest == cur.meta.digest && l.version.as_ref() == Some(&cur.meta))
+        {
+            return Ok(());
+        }
+        if self.refused.lock().unwrap().get(name) == Some(&cur.meta) {
+            return Ok(());
+        }
+        let refuse = |why: String| {
+            tracing::error!(app = %name, "cannot serve {} of `{name}` from the app store: {why}; it keeps what it serves", cur.meta.version);
+            self.metrics.cluster_change(false);
+            self.refused
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), cur.meta.clone());
+        };
+        let (wasm, manifest) = match self.version_bytes(&cluster, name, &cur.meta).await {
+            Ok(blob) => blob,
+            Err(StoreError::Corrupt(why)) => {
+                refuse(why);
+                return Ok(());
+            }
+            // Changed again meanwhile: the next announcement brings the newer version.
+            Err(StoreError::NotFound(_) | StoreError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let built = match Validated::from_bytes(wasm.clone()) {
+            Ok(validated) => {
+                self.build(name, validated, manifest.clone(), How::Quick)
+                    .await
+            }
+            Err(e) => Err(ControlError::Invalid(e)),
+        };
+        let mut app = match built {
+            Ok(app) => app,
+            Err(e) => {
+                refuse(e.to_string());
+                return Ok(());
+            }
+        };
+        self.store_locally(name, &cur.meta, &wasm, manifest.as_deref())
+            .await;
+        app.version = Some(cur.meta.clone());
+        let baseline = app.tier == Tier::Baseline;
+        self.install(app);
+        let lag = self.metrics.propagated(cur.committed_at);
+        self.metrics.cluster_change(true);
+        tracing::info!(
+            app = %name, version = %cur.meta.version, lag_ms = ms(lag),
+            "serving `{name}` {} from the app store ({:.1} ms after it committed)",
+            cur.meta.version, ms(lag)
+        );
+        if baseline {
+            self.optimize_later(name.to_string(), wasm, manifest, Some(cur.meta));
+        }
+        Ok(())
+    }
+
+    /// Every live app.    /// Every live app. In a cluster the versions kept are the store's (this node's own
+    /// copies when the store cannot be reached).
+    pub async fn list(&self) -> Vec<AppInfo> {
         let apps: Vec<Arc<App>> = self.apps.lock().unwrap().values().cloned().collect();
+        let mut stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let from_store = match &self.cluster {
+            Some(cluster) => match cluster.store().versions(None).await {
+                Ok(versions) => {
+                    for (app, v) in versions {
+                        stored.entry(app).or_default().push(v.version);
+                    }
+                    true
+                }
+                Err(_) => false,
+            },
+            None => false,
+        };
         apps.iter()
             .map(|app| AppInfo {
                 name: app.name.clone(),
@@ -805,13 +1084,16 @@ impl Control {
                 hosts: app.config.hosts.clone(),
                 paths: app.config.paths.clone(),
                 deployed_at: app.version.as_ref().map(|v| v.deployed_at),
-                versions: self
-                    .storage
-                    .versions(&app.name)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|v| v.version)
-                    .collect(),
+                versions: match from_store {
+                    true => stored.remove(&app.name).unwrap_or_default(),
+                    false => self
+                        .storage
+                        .versions(&app.name)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|v| v.version)
+                        .collect(),
+                },
                 tier: tier_name(app.tier).into(),
             })
             .collect()
@@ -890,6 +1172,70 @@ impl Control {
             }
             self.publish(&apps);
         }
+    }
+}
+
+/// The version a rollback goes to: `to`, or the one before `current`.
+fn rollback_target<'a>(
+    name: &str,
+    versions: &'a [VersionMeta],
+    current: Option<&str>,
+    to: Option<&str>,
+) -> Result<&'a VersionMeta, ControlError> {
+    if versions.is_empty() {
+        return Err(ControlError::NotFound(format!(
+            "app `{name}` has no deployed versions to roll back to"
+        )));
+    }
+    Ok(match to {
+        Some(to) => versions.iter().find(|v| v.version == to).ok_or_else(|| {
+            let known: Vec<_> = versions.iter().map(|v| v.version.as_str()).collect();
+            ControlError::NotFound(format!(
+                "app `{name}` has no version `{to}` (it has {})",
+                known.join(", ")
+            ))
+        })?,
+        None => {
+            let pos = current
+                .and_then(|c| versions.iter().position(|v| v.version == c))
+                .unwrap_or(versions.len());
+            if pos == 0 {
+                return Err(ControlError::NotFound(format!(
+                    "app `{name}` is at its oldest kept version; nothing to roll back to"
+                )));
+            }
+            &versions[pos - 1]
+        }
+    })
+}
+
+/// A deploy's report, but for its total time.
+fn deploy_report(
+    name: &str,
+    app: &App,
+    meta: &VersionMeta,
+    store_ms: f64,
+    committed_at: Option<std::time::SystemTime>,
+) -> DeployReport {
+    let r = &app.report;
+    let checks = r.total - r.preinit.unwrap_or_default() - r.compile.unwrap_or_default();
+    DeployReport {
+        name: name.to_string(),
+        version: meta.version.clone(),
+        digest: app.digest.clone(),
+        validate_ms: ms(checks),
+        preinit_ms: r.preinit.map(ms),
+        compile_ms: r.compile.map(ms),
+        code: match (r.reused, r.cache_hit) {
+            (true, _) => "live",
+            (false, true) => "cache",
+            (false, false) => "compiled",
+        }
+        .into(),
+        tier: tier_name(app.tier).into(),
+        store_ms,
+        total_ms: 0.0,
+        committed_at: committed_at.map(|t| humantime::format_rfc3339_millis(t).to_string()),
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cluster;
 pub mod commands;
 pub mod compile;
 pub mod config;

@@ -132,6 +132,15 @@ pub struct Metrics {
     kv_bytes: Family<KvBytesLabels, Counter>,
     connections: Gauge,
     connections_delayed: Counter,
+    serving_since: Family<AppLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    store_up: Gauge,
+    propagation: Histogram,
+    cluster_changes: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 /// An open client connection, counted in `edge_connections` until dropped.
@@ -213,7 +222,38 @@ impl Default for Metrics {
             "Times the server stopped accepting because --max-connections were open",
             connections_delayed.clone(),
         );
+        let serving_since = Family::<AppLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "app_serving_since_seconds",
+            "When this node started serving the app's current version (Unix time)",
+            serving_since.clone(),
+        );
+        let store_up = Gauge::default();
+        registry.register(
+            "cluster_store_up",
+            "1 while this node is connected to its cluster's app store, 0 while it is not \
+             (it keeps serving); 0 on a node without --store",
+            store_up.clone(),
+        );
+        // 1 ms to ~65 s in ×2 steps.
+        let propagation = Histogram::new(exponential_buckets(1e-3, 2.0, 17));
+        registry.register(
+            "cluster_propagation_seconds",
+            "Time from a change committing to the cluster's app store to this node serving it",
+            propagation.clone(),
+        );
+        let cluster_changes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "cluster_changes_applied",
+            "Versions from the cluster's app store this node swapped in (ok) or refused \
+             (refused: corrupt or invalid; the app keeps what it serves)",
+            cluster_changes.clone(),
+        );
         Metrics {
+            serving_since,
+            store_up,
+            propagation,
+            cluster_changes,
             connections,
             connections_delayed,
             kv_ops,
@@ -317,6 +357,38 @@ impl Metrics {
             .get_or_create(&DeployLabels {
                 app: app.into(),
                 result: DEPLOY_RESULTS[if ok { 0 } else { 1 }],
+            })
+            .inc();
+    }
+
+    /// Notes that this node serves a new version of `app` from now on.
+    pub fn serving_since(&self, app: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.serving_since
+            .get_or_create(&AppLabel { app: app.into() })
+            .set(now);
+    }
+
+    /// Sets `edge_cluster_store_up` (`None`: not a cluster node).
+    pub fn set_store_up(&self, up: Option<bool>) {
+        self.store_up.set(i64::from(up == Some(true)));
+    }
+
+    /// Records that a change committed to the store at `committed` now serves here, and
+    /// returns how long that took.
+    pub fn propagated(&self, committed: std::time::SystemTime) -> Duration {
+        let lag = committed.elapsed().unwrap_or_default();
+        self.propagation.observe(lag.as_secs_f64());
+        lag
+    }
+
+    /// Counts a version from the store swapped in (`true`) or refused.
+    pub fn cluster_change(&self, ok: bool) {
+        self.cluster_changes
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "refused" },
             })
             .inc();
     }

@@ -237,6 +237,72 @@ impl Storage {
         Ok(staged.meta)
     }
 
+    /// Stores `meta.version` of `name` as a cluster's app store numbered it, replacing a
+    /// stored version of that id with other contents; a copy that is already there is left
+    /// alone. Nothing else changes: the version is not current yet.
+    pub fn store_version(
+        &self,
+        name: &str,
+        meta: &VersionMeta,
+        wasm: &[u8],
+        manifest: Option<&str>,
+    ) -> Result<()> {
+        let parent = self.versions_dir(name);
+        let target = parent.join(&meta.version);
+        let existing = fs::read(target.join("meta.json"))
+            .ok()
+            .and_then(|m| serde_json::from_slice::<VersionMeta>(&m).ok());
+        if existing.as_ref() == Some(meta) && target.join("app.wasm").exists() {
+            return Ok(());
+        }
+        fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create `{}`", parent.display()))?;
+        let tmp = parent.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            meta.version,
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir(&tmp)?;
+        let written = write_synced(&tmp.join("app.wasm"), wasm)
+            .and_then(|()| match manifest {
+                Some(m) => write_synced(&tmp.join("manifest.toml"), m.as_bytes()),
+                None => Ok(()),
+            })
+            .and_then(|()| write_synced(&tmp.join("meta.json"), &serde_json::to_vec_pretty(meta)?))
+            .and_then(|()| sync_dir(&tmp))
+            .and_then(|()| remove_if_exists(&target))
+            .and_then(|()| rename(&tmp, &target))
+            .and_then(|()| sync_dir(&parent));
+        if written.is_err() {
+            let _ = remove_if_exists(&tmp);
+        }
+        written
+    }
+
+    /// The names of the apps in the directory: a current component, stored versions, or
+    /// both.
+    pub fn app_names(&self) -> Result<std::collections::BTreeSet<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "wasm")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+                && !stem.starts_with(TMP_PREFIX)
+            {
+                names.insert(stem.to_string());
+            }
+        }
+        if let Ok(apps) = fs::read_dir(self.dir.join(".edge").join("versions")) {
+            for app in apps {
+                if let Some(name) = app?.file_name().to_str() {
+                    names.insert(name.to_string());
+                }
+            }
+        }
+        Ok(names)
+    }
+
     /// Drops a staged version: the deploy it was for failed.
     pub fn discard_version(&self, staged: StagedVersion) {
         let (wasm_tmp, manifest_tmp) = staged.current.unwrap_or_default();

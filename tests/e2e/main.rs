@@ -43,3 +43,7 @@ mod tls;
 /// Start-up: listening at once, apps loaded in the background, 503 while loading,
 /// `/healthz` and `/readyz`.
 mod startup;
+
+/// A cluster on one PostgreSQL app store behind haproxy: propagation, kills, database
+/// restarts, concurrent deploys, corrupt blobs; the Kubernetes manifests.
+mod cluster;

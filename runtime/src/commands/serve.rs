@@ -213,6 +213,16 @@ pub struct ServeArgs {
     /// corrupt or locked, or a database it cannot reach.
     #[arg(long, value_name = "FILE|URL")]
     pub state: Option<String>,
+
+    /// Make this server a node of a cluster whose apps live in PostgreSQL
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DB`). Every node pointed at one store serves
+    /// the same apps; a deploy, rollback or delete through any node's admin API reaches
+    /// every node within milliseconds. DIR becomes this node's copy of the store (apps
+    /// the store lacks are removed from it); --cache-dir stays node-local. edge refuses to
+    /// start if it cannot reach the store; once running, it keeps serving when the store
+    /// goes away and catches up when it returns.
+    #[arg(long, value_name = "URL", env = "EDGE_STORE", conflicts_with = "watch")]
+    pub store: Option<String>,
 }
 
 /// `serve`'s validated configuration: every error is found before anything is bound.
@@ -258,6 +268,8 @@ pub struct ServeConfig {
     pub load_parallelism: usize,
     /// Requests from one client address at once.
     pub max_client_concurrency: usize,
+    /// The cluster's app store, if this node is one of a cluster.
+    pub store: Option<String>,
 }
 
 impl ServeArgs {
@@ -366,6 +378,16 @@ impl ServeArgs {
                     .to_string_lossy()
                     .into_owned()
             }),
+            store: match &self.store {
+                Some(url)
+                    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") =>
+                {
+                    bail!(
+                        "--store takes a PostgreSQL URL (`postgres://USER@HOST:PORT/DB`), not `{url}`"
+                    )
+                }
+                store => store.clone(),
+            },
             watch: match self.watch {
                 true => Some(
                     config::parse_duration(&self.watch_interval).context("in --watch-interval")?,
@@ -389,6 +411,12 @@ impl ServeArgs {
 
 /// Binds, starts loading every app, prints the startup lines and serves until a signal.
 pub async fn run(config: ServeConfig) -> Result<()> {
+    // The cluster's store first: a wrong URL or password is reported before anything
+    // listens.
+    let cluster = match &config.store {
+        Some(url) => Some(crate::cluster::Cluster::open(url).await?),
+        None => None,
+    };
     let slots = u32::try_from(config.limits.max_concurrency)
         .unwrap_or(u32::MAX)
         .saturating_add(LOADING_SLOTS);
@@ -450,14 +478,23 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         metrics.clone(),
         Router::default(),
     );
-    let control = Arc::new(Control::new(
-        Storage::new(&config.dir),
+    let storage = Storage::new(&config.dir);
+    let mut control = Control::new(
+        storage.clone(),
         loader,
         server.clone(),
-        metrics,
+        metrics.clone(),
         config.keep_versions,
         config.max_upload,
-    ));
+    );
+    let mut following = None;
+    if let Some(cluster) = cluster {
+        let seen = crate::cluster::materialize(&cluster, &storage).await?;
+        metrics.set_store_up(Some(true));
+        control = control.with_cluster(cluster.clone());
+        following = Some((cluster, seen));
+    }
+    let control = Arc::new(control);
     tracing::info!(
         allocator = if engine.pooling {
             "pooling"
@@ -469,6 +506,14 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     );
     // Apps load in the background: the server listens at once.
     let loading = control.start(config.load_parallelism, config.load_wait)?;
+    if let Some((cluster, seen)) = following {
+        tokio::spawn(crate::cluster::follow(
+            control.clone(),
+            cluster,
+            loading.clone(),
+            seen,
+        ));
+    }
     tokio::spawn(admin::serve(admin_listener, control.clone(), token));
     if let Some(every) = config.watch {
         let control = control.clone();

@@ -1,0 +1,516 @@
+//! A cluster of edge nodes on one PostgreSQL app store (`--store`), with haproxy in front:
+//! deploys, rollbacks and deletes through any node reach every node; a node killed under
+//! load costs no request; a database restart, concurrent deploys and a corrupt blob all
+//! converge on one version everywhere. Real PostgreSQL and haproxy, on loopback.
+
+use crate::support::{Apps, Edge, Postgres, admin, get, guest, serve_to_exit};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "cluster-test-token";
+/// How long a change may take to reach every node before a test fails: generous, the
+/// machine is shared; the benchmark measures the real figure.
+const CONVERGE: Duration = Duration::from_secs(15);
+
+/// Nodes of one cluster, each with its own apps directory (its copy of the store).
+struct Cluster {
+    nodes: Vec<(Apps, Edge)>,
+    url: String,
+}
+
+impl Cluster {
+    fn start(pg: &Postgres, n: usize) -> Cluster {
+        let url = pg.url();
+        let nodes = (0..n)
+            .map(|_| {
+                let apps = Apps::new();
+                let edge = node(apps.path(), &url, &[]);
+                (apps, edge)
+            })
+            .collect();
+        Cluster { nodes, url }
+    }
+
+    fn edge(&self, i: usize) -> &Edge {
+        &self.nodes[i].1
+    }
+
+    /// Kills node `i` (SIGKILL) and starts it again on the same directory.
+    fn restart(&mut self, i: usize, kill: bool) {
+        let (apps, edge) = &mut self.nodes[i];
+        edge.signal(if kill { "KILL" } else { "TERM" });
+        let _ = edge.wait_exit(Duration::from_secs(10));
+        *edge = node(apps.path(), &self.url, &[]);
+    }
+
+    /// Waits until every node answers `host` with `want` (`None`: 404).
+    async fn converge(&self, host: &str, want: Option<&str>) {
+        let deadline = Instant::now() + CONVERGE;
+        for (i, (_, edge)) in self.nodes.iter().enumerate() {
+            loop {
+                let r = get(edge.addr, host, "/").await;
+                let ok = match want {
+                    Some(body) => r.status == 200 && r.body == body,
+                    None => r.status == 404,
+                };
+                if ok {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i} answers {} {:?} for {host}, want {want:?}:\n{}",
+                    r.status,
+                    r.body,
+                    edge.log()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// Every node's `GET /apps` entry for `name`: (version, digest, versions).
+    async fn listing(&self, name: &str) -> Vec<Option<(String, String, Vec<String>)>> {
+        let mut out = Vec::new();
+        for (_, edge) in &self.nodes {
+            let r = admin(edge.admin, "GET", "/apps", TOKEN, None, vec![]).await;
+            let apps: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            out.push(
+                apps.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["name"] == name)
+                    .map(|a| {
+                        (
+                            a["version"].as_str().unwrap_or("").to_string(),
+                            a["digest"].as_str().unwrap().to_string(),
+                            a["versions"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|v| v.as_str().unwrap().to_string())
+                                .collect(),
+                        )
+                    }),
+            );
+        }
+        out
+    }
+}
+
+fn node(dir: &Path, url: &str, args: &[&str]) -> Edge {
+    let mut all = vec!["--store", url];
+    all.extend_from_slice(args);
+    Edge::start_with_token(dir, &all, TOKEN)
+}
+
+async fn deploy(edge: &Edge, name: &str, wasm: Vec<u8>) -> crate::support::Resp {
+    admin(
+        edge.admin,
+        "PUT",
+        &format!("/apps/{name}"),
+        TOKEN,
+        Some("application/wasm"),
+        wasm,
+    )
+    .await
+}
+
+fn component(guest_name: &str) -> Vec<u8> {
+    std::fs::read(guest(guest_name)).unwrap()
+}
+
+/// `wasm` with a custom section appended: the same app, other bytes (a cache miss).
+fn variant(wasm: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"edge-test";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.push(payload.len() as u8);
+    out.extend_from_slice(&payload);
+    out
+}
+
+async fn metric(edge: &Edge, name: &str) -> f64 {
+    let r = admin(edge.admin, "GET", "/metrics", TOKEN, None, vec![]).await;
+    r.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// `/healthz`'s status: `ok` or `degraded`.
+async fn healthz(edge: &Edge) -> String {
+    let r = admin(edge.admin, "GET", "/healthz", "", None, vec![]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    body["status"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_rollbacks_and_deletes_through_any_node_reach_every_node() {
+    let pg = Postgres::start();
+    let mut cluster = Cluster::start(&pg, 3);
+    let (a, b, c) = (cluster.edge(0), cluster.edge(1), cluster.edge(2));
+    let host = "app.localhost";
+
+    // Deploy through A: B and C serve it.
+    let r = deploy(a, "app", component("hello")).await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", a.log());
+    let report: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(report["version"], "v1");
+    let committed = report["committed_at"].as_str().expect("committed_at");
+    humantime::parse_rfc3339(committed).expect("RFC 3339");
+    cluster.converge(host, Some("Hello from edge!\n")).await;
+
+    // A second version through C, then a rollback through B.
+    let r = deploy(c, "app", component("counter")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    cluster.converge(host, Some("1")).await;
+    let r = admin(b.admin, "POST", "/apps/app/rollback", TOKEN, None, vec![]).await;
+    assert_eq!(r.status, 200, "{r:?}\n{}", b.log());
+    assert!(r.body.contains("\"v1\""), "{}", r.body);
+    cluster.converge(host, Some("Hello from edge!\n")).await;
+    let listing = cluster.listing("app").await;
+    for entry in &listing {
+        let (version, _, versions) = entry.as_ref().expect("every node lists the app");
+        assert_eq!(version, "v1");
+        assert_eq!(versions, &["v1", "v2"]);
+    }
+    assert!(listing.windows(2).all(|w| w[0] == w[1]), "{listing:?}");
+
+    // Each follower measured its propagation and knows it is connected.
+    for edge in [b, c] {
+        assert!(metric(edge, "edge_cluster_propagation_seconds_count").await >= 3.0);
+        assert_eq!(metric(edge, "edge_cluster_store_up").await, 1.0);
+        assert!(edge.log().contains("from the app store"), "{}", edge.log());
+    }
+    assert_eq!(healthz(a).await, "ok");
+
+    // A node restarted after a change it missed serves the store's version, not its own.
+    let r = deploy(a, "other", component("counter")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    cluster.converge("other.localhost", Some("1")).await;
+    cluster.restart(2, false);
+    let c = cluster.edge(2);
+    assert_eq!(get(c.addr, host, "/").await.body, "Hello from edge!\n");
+
+    // Delete through B: gone everywhere, from every directory too.
+    let b = cluster.edge(1);
+    let r = admin(b.admin, "DELETE", "/apps/other", TOKEN, None, vec![]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    cluster.converge("other.localhost", None).await;
+    for (apps, _) in &cluster.nodes {
+        assert!(!apps.path().join("other.wasm").exists());
+        assert!(apps.path().join("app.wasm").exists());
+    }
+    // Unknown apps and versions are 404 from any node.
+    let c = cluster.edge(2);
+    let r = admin(c.admin, "POST", "/apps/other/rollback", TOKEN, None, vec![]).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = admin(
+        c.admin,
+        "POST",
+        "/apps/app/rollback?to=v9",
+        TOKEN,
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deploys_one_wins_and_every_node_converges_on_it() {
+    let pg = Postgres::start();
+    let cluster = Cluster::start(&pg, 3);
+    let (a, b) = (cluster.edge(0), cluster.edge(1));
+    let r = deploy(a, "app", component("hello")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    cluster
+        .converge("app.localhost", Some("Hello from edge!\n"))
+        .await;
+    // Both start from v1 and compile (other bytes: cache misses) at once; the first to
+    // commit wins, the other finds v2 current and gets 409.
+    let hello = component("hello");
+    let (ra, rb) = tokio::join!(
+        deploy(a, "app", variant(&hello, "from-a")),
+        deploy(b, "app", variant(&hello, "from-b"))
+    );
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{ra:?}\n{rb:?}");
+    let (winner, loser) = if ra.status == 200 {
+        (&ra, &rb)
+    } else {
+        (&rb, &ra)
+    };
+    assert!(loser.body.contains("another node"), "{}", loser.body);
+    let digest = serde_json::from_str::<serde_json::Value>(&winner.body).unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let listing = cluster.listing("app").await;
+        if listing.iter().all(|e| {
+            e.as_ref()
+                .is_some_and(|(v, d, _)| v == "v2" && *d == digest)
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no convergence: {listing:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A corrupt blob in the store (digest mismatch) is refused by every node, which keeps
+    // serving v2.
+    let (client, connection) = tokio_postgres::connect(&cluster.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let bad = variant(&hello, "tampered");
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO edge_app_versions (app, number, digest, manifest, component, deployed_at)
+               VALUES ('app', 3, '{digest}', NULL, '\\x{}', 0);
+             UPDATE edge_apps SET current = 3, last_version = 3 WHERE name = 'app';
+             INSERT INTO edge_app_changes (app, kind, version) VALUES ('app', 'deploy', 3);
+             SELECT pg_notify('edge_app_changes', '999');
+             COMMIT;",
+            hex::encode(&bad)
+        ))
+        .await
+        .unwrap();
+    for (_, edge) in &cluster.nodes {
+        assert!(
+            edge.wait_log("is corrupt in the store", CONVERGE),
+            "{}",
+            edge.log()
+        );
+        assert_eq!(
+            get(edge.addr, "app.localhost", "/").await.body,
+            "Hello from edge!\n"
+        );
+        assert_eq!(
+            metric(
+                edge,
+                "edge_cluster_changes_applied_total{result=\"refused\"}"
+            )
+            .await,
+            1.0
+        );
+    }
+    let listing = cluster.listing("app").await;
+    assert!(
+        listing.iter().all(|e| e.as_ref().unwrap().1 == digest),
+        "{listing:?}"
+    );
+}
+
+/// haproxy in front of the nodes, with active health checks on each node's `/healthz`.
+struct Haproxy {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(nodes: &[&Edge]) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let servers: String = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                format!(
+                    "    server node{i} {} check port {} inter 200ms fall 2 rise 2\n",
+                    e.addr,
+                    e.admin.port()
+                )
+            })
+            .collect();
+        let config = format!(
+            "global\n    maxconn 512\ndefaults\n    mode http\n    timeout connect 1s\n    \
+             timeout client 10s\n    timeout server 10s\n    retries 3\n    option redispatch 1\n    \
+             retry-on conn-failure empty-response response-timeout\nfrontend edge\n    bind \
+             127.0.0.1:{port}\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n    \
+             option httpchk GET /healthz\n    http-check expect status 200\n{servers}"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&path)
+            .arg("-db")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (apt install haproxy)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Haproxy {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `clients` loops of requests through `addr` until `stop`: (answered 200, failed).
+async fn load(
+    addr: SocketAddr,
+    clients: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (u64, Vec<String>) {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !*stop.borrow() {
+                match crate::support::send(addr, "GET", "app.localhost", "/", vec![]).await {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let mut total = (0, Vec::new());
+    for t in tasks {
+        let (ok, failed) = t.await.unwrap();
+        total.0 += ok;
+        total.1.extend(failed);
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_costs_no_request_and_a_database_restart_converges() {
+    let mut pg = Postgres::start();
+    let mut cluster = Cluster::start(&pg, 3);
+    let r = deploy(cluster.edge(0), "app", component("hello")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    cluster
+        .converge("app.localhost", Some("Hello from edge!\n"))
+        .await;
+    let haproxy = Haproxy::start(&[cluster.edge(0), cluster.edge(1), cluster.edge(2)]);
+
+    // kill -9 node B under load through haproxy: every request still succeeds.
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let loader = tokio::spawn(load(haproxy.addr, 4, stop_rx));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.restart(1, true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(true).unwrap();
+    let (ok, failed) = loader.await.unwrap();
+    assert!(ok > 100, "only {ok} requests");
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok,
+        &failed[..failed.len().min(5)]
+    );
+    // The restarted node serves the current version from its copy of the store.
+    assert_eq!(
+        get(cluster.edge(1).addr, "app.localhost", "/").await.body,
+        "Hello from edge!\n"
+    );
+
+    // The database goes away: nodes keep serving and say they are degraded; a deploy gets
+    // 503 and changes nothing.
+    pg.stop();
+    let a = cluster.edge(0);
+    let deadline = Instant::now() + CONVERGE;
+    while healthz(a).await != "degraded" {
+        assert!(Instant::now() < deadline, "{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = deploy(a, "app", component("counter")).await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("unavailable"), "{}", r.body);
+    assert_eq!(metric(a, "edge_cluster_store_up").await, 0.0);
+    let readyz = a.readyz();
+    assert_eq!(readyz.0, 200);
+    let readyz: serde_json::Value = serde_json::from_str(&readyz.1).unwrap();
+    assert_eq!(readyz["degraded"], true, "{readyz}");
+    cluster
+        .converge("app.localhost", Some("Hello from edge!\n"))
+        .await;
+
+    // It returns: nodes reconnect, and a deploy reaches all of them.
+    pg.resume();
+    let deadline = Instant::now() + CONVERGE;
+    for (_, edge) in &cluster.nodes {
+        while healthz(edge).await != "ok" {
+            assert!(Instant::now() < deadline, "{}", edge.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let r = deploy(cluster.edge(2), "app", component("counter")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    cluster.converge("app.localhost", Some("1")).await;
+    drop(haproxy);
+}
+
+#[test]
+fn a_wrong_store_url_is_a_clear_error_before_listening() {
+    let apps = Apps::new();
+    // Nothing listens on port 1.
+    let out = serve_to_exit(
+        apps.path(),
+        &[
+            "--store".as_ref(),
+            "postgres://edge:secret@127.0.0.1:1/edge".as_ref(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot use the cluster app store `postgres://edge:***@127.0.0.1:1/edge`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Serving"));
+    let out = serve_to_exit(apps.path(), &["--store".as_ref(), "mysql://x".as_ref()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--store takes a PostgreSQL URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = serve_to_exit(
+        apps.path(),
+        &[
+            "--store".as_ref(),
+            "postgres://x@127.0.0.1:1/e".as_ref(),
+            "--watch".as_ref(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
