@@ -130,15 +130,37 @@ pub struct Share {
     pub count: u64,
 }
 
+/// The environment variable `--segment JOB_COMPLETION_INDEX/n` reads its segment from.
+pub const JOB_INDEX: &str = "JOB_COMPLETION_INDEX";
+
 impl Share {
     /// The whole run.
     pub const WHOLE: Share = Share { index: 0, count: 1 };
 
-    /// Parses `i/n` (1-based, as `--segment 1/2` and `--segment 2/2`).
+    /// Parses `i/n` (1-based, as `--segment 1/2` and `--segment 2/2`). `i` may be
+    /// [`JOB_INDEX`]: the segment is then that environment variable (0-based, as a
+    /// Kubernetes Indexed Job sets it in each pod) plus one, so a Job needs no shell.
     pub fn parse_segment(s: &str) -> anyhow::Result<Self> {
         let (i, n) = s
             .split_once('/')
             .with_context(|| format!("segment `{s}` is not of the form i/n, e.g. 1/2"))?;
+        let from_job;
+        let i = match i.trim() {
+            JOB_INDEX => {
+                let index = std::env::var(JOB_INDEX).with_context(|| {
+                    format!(
+                        "segment `{s}`: {JOB_INDEX} is not set (Kubernetes sets it in the pods \
+                         of an Indexed Job)"
+                    )
+                })?;
+                let index: u64 = index.trim().parse().with_context(|| {
+                    format!("segment `{s}`: {JOB_INDEX}=`{index}` is not a whole number")
+                })?;
+                from_job = (index + 1).to_string();
+                from_job.as_str()
+            }
+            i => i,
+        };
         let i: u64 = i
             .trim()
             .parse()
@@ -155,6 +177,11 @@ impl Share {
             index: i - 1,
             count: n,
         })
+    }
+
+    /// The `i/n` text of this share as a segment (1-based), as the JSON records it.
+    pub fn segment_text(self) -> String {
+        format!("{}/{}", self.index + 1, self.count)
     }
 
     /// Splits this share into `parts` shares (one per worker thread).

@@ -28,7 +28,7 @@ pub struct StartArgs {
     /// Wait until this UTC wall-clock time to start, in RFC 3339 (`2026-12-05T10:00:00Z`,
     /// fractions allowed), so segments on several machines start together. The JSON
     /// records it beside the actual start.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", env = "LOADRIG_START_AT")]
     pub start_at: Option<String>,
     /// How late past `--start-at` the run may still start; later, it exits 110 without
     /// running.

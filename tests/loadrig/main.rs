@@ -592,36 +592,37 @@ fn segments_started_at_one_time_merge_over_their_union_and_incomplete_sets_are_r
     let addr = hello_server();
     let url = format!("http://{addr}/");
     let dir = tmp();
+    // The segments write into one directory, as the pods of the Indexed Job in
+    // deploy/kubernetes do on their shared volume.
+    let segments = dir.path().join("segments");
+    std::fs::create_dir(&segments).unwrap();
     let (a, b, m) = (
-        out(&dir, "a.json"),
-        out(&dir, "b.json"),
+        segments.join("segment-0.json"),
+        segments.join("segment-1.json"),
         out(&dir, "m.json"),
     );
-    // Both segments are launched now and told to start 1.5 s from now.
+    // Both segments are launched now and told to start 1.5 s from now: the first as a
+    // Job's pod is (its segment and start from the environment), the second by flags.
     let at = std::time::SystemTime::now() + std::time::Duration::from_millis(1500);
     let at_text = humantime::format_rfc3339_millis(at).to_string();
     let planned = at
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let children: Vec<_> = [("1/2", &a), ("2/2", &b)]
+    let children: Vec<_> = [(0, &a), (1, &b)]
         .into_iter()
-        .map(|(seg, file)| {
-            Command::new(env!("CARGO_BIN_EXE_loadrig"))
-                .args([
-                    "run",
-                    &url,
-                    "-c",
-                    "2",
-                    "-r",
-                    "400",
-                    "-d",
-                    "1s",
-                    "--segment",
-                    seg,
-                ])
-                .args(["--start-at", &at_text, "--json", file.to_str().unwrap()])
-                .env_remove("RUST_BACKTRACE")
+        .map(|(index, file)| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadrig"));
+            cmd.args(["run", &url, "-c", "2", "-r", "400", "-d", "1s"])
+                .args(["--json", file.to_str().unwrap()]);
+            if index == 0 {
+                cmd.args(["--segment", "JOB_COMPLETION_INDEX/2"])
+                    .env("JOB_COMPLETION_INDEX", "0")
+                    .env("LOADRIG_START_AT", &at_text);
+            } else {
+                cmd.args(["--segment", "2/2", "--start-at", &at_text]);
+            }
+            cmd.env_remove("RUST_BACKTRACE")
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -648,10 +649,10 @@ fn segments_started_at_one_time_merge_over_their_union_and_incomplete_sets_are_r
             started - planned
         );
     }
+    // Merged from the directory, as the merge Job does.
     let o = loadrig(&[
         "merge",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
+        segments.to_str().unwrap(),
         "--json",
         m.to_str().unwrap(),
     ]);
@@ -694,6 +695,26 @@ fn segments_started_at_one_time_merge_over_their_union_and_incomplete_sets_are_r
     assert_eq!(o.status.code(), Some(110), "{stderr}");
     assert!(stderr.contains("more than --start-grace"), "{stderr}");
     assert!(!skipped.exists());
+
+    // Without the Job's variable, the segment is refused with the reason.
+    let o = Command::new(env!("CARGO_BIN_EXE_loadrig"))
+        .args([
+            "run",
+            &url,
+            "-n",
+            "1",
+            "--segment",
+            "JOB_COMPLETION_INDEX/2",
+        ])
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("JOB_COMPLETION_INDEX is not set"),
+        "{stderr}"
+    );
 
     // Merges of an incomplete or repeated set of segments are refused.
     for (files, msg) in [

@@ -19,7 +19,9 @@ use super::{Verdict, parse_thresholds, report, usage};
 /// there, once each; a warning says when they started far apart.
 #[derive(Debug, Parser)]
 pub struct MergeArgs {
-    /// JSON summaries written by `loadrig run --json`.
+    /// JSON summaries written by `loadrig run --json`, or directories of them (every
+    /// `*.json` inside, as the segments of a Kubernetes Indexed Job leave on a shared
+    /// volume).
     #[arg(required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// Write the merged summary as JSON.
@@ -40,8 +42,8 @@ impl MergeArgs {
         let mut merged = Results::default();
         let mut runs = Vec::new();
         let mut spans = Vec::new();
-        for path in &self.files {
-            let (doc, results) = read(path).map_err(usage)?;
+        for path in inputs(&self.files).map_err(usage)? {
+            let (doc, results) = read(&path).map_err(usage)?;
             merged.merge(&results);
             spans.push(Span::of(&doc.loadrig.runs, &results));
             runs.extend(doc.loadrig.runs);
@@ -67,6 +69,31 @@ impl MergeArgs {
             self.html.as_deref(),
         )
     }
+}
+
+/// The files to merge: each file given, and the `*.json` files of each directory given,
+/// in name order.
+fn inputs(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in given {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read directory `{}`", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
+            .collect();
+        anyhow::ensure!(
+            !found.is_empty(),
+            "directory `{}` holds no .json summary",
+            path.display()
+        );
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
 }
 
 /// Starts further apart than this are worth a warning: at 100 ms, a 10 s segment overlaps

@@ -188,7 +188,7 @@ impl RunArgs {
             connections: self.connections,
             rate,
             stages: self.stages.clone(),
-            segment: self.segment.clone(),
+            segment: self.segment.as_ref().map(|_| share.segment_text()),
             started_at: 0.0,
             planned_start: None,
         };

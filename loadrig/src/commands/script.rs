@@ -157,7 +157,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<Verdict> {
             .sum(),
         rate: None,
         stages: Vec::new(),
-        segment: args.segment.clone(),
+        segment: share.map(|s| s.segment_text()),
         started_at,
         planned_start,
     };
