@@ -23,6 +23,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 # PostgreSQL's server binaries, for the cluster state store's tests (the harness runs its
 # own throwaway server, as the `postgres` user when the suite runs as root).
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+# haproxy, the load balancer in front of the cluster tests' edge nodes.
+command -v haproxy >/dev/null || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -30,11 +32,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Python tools in target/py: componentize-py (the Python example; examples/python/build.sh
-# installs it the same way) and the Prometheus Python client's strict OpenMetrics parser.
-if ! target/py/bin/python -c "import componentize_py, prometheus_client" 2>/dev/null; then
+# installs it the same way), the Prometheus Python client's strict OpenMetrics parser, and
+# kubernetes-validate (offline schemas) for the manifests in deploy/kubernetes.
+if ! target/py/bin/python -c "import componentize_py, prometheus_client, kubernetes_validate" 2>/dev/null; then
   python3 -m venv target/py
   target/py/bin/pip install --quiet --disable-pip-version-check \
-    componentize-py==0.25.1 prometheus-client==0.26.0
+    componentize-py==0.25.1 prometheus-client==0.26.0 kubernetes-validate==1.37.0
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked

@@ -27,7 +27,7 @@ pub struct StartMissed(pub String);
 pub struct StartArgs {
     /// Wait until this UTC wall-clock time to start, in RFC 3339 (`2026-12-05T10:00:00Z`,
     /// fractions allowed), so segments on several machines start together. The JSON
-    /// records it beside the actual start.
+    /// records it beside the actual start. An empty `LOADRIG_START_AT` starts at once.
     #[arg(long, value_name = "TIME", env = "LOADRIG_START_AT")]
     pub start_at: Option<String>,
     /// How late past `--start-at` the run may still start; later, it exits 110 without
@@ -52,7 +52,7 @@ impl StartArgs {
                 self.start_grace
             )
         })?;
-        let Some(text) = &self.start_at else {
+        let Some(text) = self.start_at.as_ref().filter(|t| !t.trim().is_empty()) else {
             return Ok(None);
         };
         let at = humantime::parse_rfc3339_weak(text.trim()).with_context(|| {

@@ -514,3 +514,115 @@ fn a_wrong_store_url_is_a_clear_error_before_listening() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `kubernetes-validate` from the suite's Python tools (tests/run.sh), else from PATH.
+fn kubernetes_validate() -> Command {
+    let venv = crate::support::repo_root().join("target/py/bin/kubernetes-validate");
+    Command::new(if venv.exists() {
+        venv.into_os_string()
+    } else {
+        "kubernetes-validate".into()
+    })
+}
+
+/// The Kubernetes version the manifests are validated against (the kubectl of the machine
+/// they were written on renders them).
+const KUBERNETES_VERSION: &str = "1.32.0";
+
+#[test]
+fn kubernetes_manifests_render_validate_and_use_flags_the_binaries_accept() {
+    let root = crate::support::repo_root().join("deploy/kubernetes");
+    let help = |args: &[&str]| {
+        let bin = match args[0] {
+            "edge" => env!("CARGO_BIN_EXE_edge").to_string(),
+            // loadrig is another package of the workspace, built by the same build.
+            _ => crate::support::repo_root()
+                .join("target/release/loadrig")
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let out = Command::new(bin).args(&args[1..]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let edge_help = help(&["edge", "serve", "--help"]);
+    let loadrig_run = help(&["loadrig", "run", "--help"]);
+    let loadrig_merge = help(&["loadrig", "merge", "--help"]);
+    for dir in [
+        "edge",
+        "loadrig",
+        "loadrig-merge",
+        "overlays/dev",
+        "overlays/production",
+    ] {
+        let out = Command::new("kubectl")
+            .args(["kustomize"])
+            .arg(root.join(dir))
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl kustomize {dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rendered = String::from_utf8(out.stdout).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &rendered).unwrap();
+        let v = kubernetes_validate()
+            .args(["--strict", "-k", KUBERNETES_VERSION])
+            .arg(file.path())
+            .output()
+            .expect("kubernetes-validate (pip install kubernetes-validate)");
+        let report =
+            String::from_utf8_lossy(&v.stdout).into_owned() + &String::from_utf8_lossy(&v.stderr);
+        assert!(v.status.success(), "{dir} does not validate:\n{report}");
+        assert!(!report.contains("ERROR"), "{dir}:\n{report}");
+        let kinds = rendered.matches("\nkind: ").count() + rendered.starts_with("kind: ") as usize;
+        assert_eq!(report.matches("passed").count(), kinds, "{dir}:\n{report}");
+
+        // Every flag the manifests pass exists in the binary they run.
+        for flag in rendered
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- ").map(|a| a.trim_matches('"')))
+            .filter(|a| a.starts_with("--"))
+            .map(|a| a.split('=').next().unwrap())
+        {
+            let help = if rendered.contains("- merge") {
+                &loadrig_merge
+            } else if rendered.contains("command:\n        - loadrig") {
+                &loadrig_run
+            } else {
+                &edge_help
+            };
+            assert!(
+                help.contains(flag),
+                "{dir} passes {flag}, which the binary lacks"
+            );
+        }
+        // Non-root everywhere.
+        assert!(rendered.contains("runAsNonRoot: true"), "{dir}");
+    }
+    let job = std::fs::read_to_string(root.join("loadrig/job.yaml")).unwrap();
+    assert!(job.contains("completionMode: Indexed"));
+    let n = |key: &str| {
+        job.lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.trim().parse::<u32>().ok())
+            .unwrap()
+    };
+    let segments = job
+        .split("--segment=JOB_COMPLETION_INDEX/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .expect("the Job reads its segment from JOB_COMPLETION_INDEX");
+    assert_eq!((n("completions:"), n("parallelism:")), (segments, segments));
+    let edge = std::fs::read_to_string(root.join("edge/deployment.yaml")).unwrap();
+    assert!(edge.contains("path: /readyz") && edge.contains("emptyDir"));
+    assert!(edge.contains("name: edge-admin") && edge.contains("name: edge-store"));
+
+    // The image: multi-stage, a non-root runtime user, both binaries.
+    let dockerfile =
+        std::fs::read_to_string(crate::support::repo_root().join("Dockerfile")).unwrap();
+    assert_eq!(dockerfile.matches("\nFROM ").count(), 2, "two stages");
+    assert!(dockerfile.contains("USER 10001"));
+    assert!(dockerfile.contains("target/release/edge target/release/loadrig"));
+}

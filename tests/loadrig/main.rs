@@ -592,10 +592,9 @@ fn segments_started_at_one_time_merge_over_their_union_and_incomplete_sets_are_r
     let addr = hello_server();
     let url = format!("http://{addr}/");
     let dir = tmp();
-    // The segments write into one directory, as the pods of the Indexed Job in
-    // deploy/kubernetes do on their shared volume.
+    // The segments write into one directory (created by the first to finish), as the
+    // pods of the Indexed Job in deploy/kubernetes do on their shared volume.
     let segments = dir.path().join("segments");
-    std::fs::create_dir(&segments).unwrap();
     let (a, b, m) = (
         segments.join("segment-0.json"),
         segments.join("segment-1.json"),

@@ -72,10 +72,12 @@ pub fn write_and_judge(
     if let Some(path) = json {
         let doc = SummaryDoc::new(runs.to_vec(), results, checked.to_vec());
         let body = serde_json::to_string_pretty(&doc).expect("serializable");
+        create_parent(path)?;
         std::fs::write(path, body + "\n")
             .with_context(|| format!("writing the JSON summary to `{}`", path.display()))?;
     }
     if let Some(path) = html {
+        create_parent(path)?;
         std::fs::write(path, crate::report::html(runs, results, checked))
             .with_context(|| format!("writing the HTML report to `{}`", path.display()))?;
     }
@@ -89,5 +91,16 @@ pub fn write_and_judge(
     } else {
         eprintln!("loadrig: thresholds failed: {}", failed.join(", "));
         Ok(Verdict::ThresholdsFailed)
+    }
+}
+
+/// Creates the directory `path` is to be written in, if missing: a run's results are not
+/// lost at its end for want of a directory (the Job's pods write into `segments/` of a
+/// fresh volume).
+fn create_parent(path: &Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the directory `{}`", dir.display())),
+        _ => Ok(()),
     }
 }
