@@ -626,3 +626,59 @@ fn kubernetes_manifests_render_validate_and_use_flags_the_binaries_accept() {
     assert!(dockerfile.contains("USER 10001"));
     assert!(dockerfile.contains("target/release/edge target/release/loadrig"));
 }
+
+/// A port base `b` such that `b+1..=b+3` and `b+101..=b+103` are free now.
+fn free_port_base() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let seed = std::process::id() as u16;
+    (0..200u16)
+        .map(|i| 20000 + (seed.wrapping_mul(7).wrapping_add(i * 211)) % 30000)
+        .find(|&b| [1, 2, 3, 101, 102, 103].iter().all(|o| free(b + o)))
+        .expect("free ports")
+}
+
+#[test]
+fn the_local_cluster_script_serves_a_deploy_through_haproxy_and_every_node() {
+    let state = tempfile::tempdir().unwrap();
+    // PostgreSQL runs as `postgres` when the suite runs as root: it must reach the state.
+    let _ = Command::new("chmod").arg("755").arg(state.path()).status();
+    let base = free_port_base();
+    let free = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let out = Command::new("bash")
+        .arg(crate::support::repo_root().join("deploy/local-cluster.sh"))
+        .arg("--smoke")
+        .arg(guest("hello"))
+        .env("EDGE_BIN", env!("CARGO_BIN_EXE_edge"))
+        .env("EDGE_CLUSTER_DIR", state.path())
+        .env("EDGE_NODE_PORT", base.to_string())
+        .env("EDGE_PORT", free(()).to_string())
+        .env("EDGE_PG_PORT", free(()).to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("local cluster up: 3 edge nodes"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("every node and haproxy serve hello"),
+        "{stdout}"
+    );
+    // The followers took the deploy from the store.
+    let followed = (2..=3)
+        .filter(|i| {
+            std::fs::read_to_string(state.path().join(format!("node{i}/log")))
+                .unwrap_or_default()
+                .contains("serving `hello` v1 from the app store")
+        })
+        .count();
+    assert_eq!(followed, 2, "{stderr}");
+}

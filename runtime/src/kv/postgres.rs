@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS edge_secrets (
 );
 ";
 
+/// An arbitrary constant: the advisory lock the schema is created under.
+const SCHEMA_LOCK: i64 = 0x6564_6765_5f6b_7673;
+
 /// The PostgreSQL backend.
 pub struct Postgres {
     url: String,
@@ -101,7 +104,15 @@ impl Postgres {
         // on this backend's runtime, while the caller waits.
         pg.run(|slot| {
             with_client(slot, async |client| {
-                client.batch_execute(SCHEMA).await.map_err(db_error)
+                // `CREATE … IF NOT EXISTS` races with itself when several nodes start at
+                // once (a duplicate-key error on PostgreSQL's catalog): one at a time.
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); \
+                         SET LOCAL client_min_messages = warning; {SCHEMA} COMMIT;"
+                    ))
+                    .await
+                    .map_err(db_error)
             })
         })
         .with_context(|| format!("cannot use the key-value database `{}`", redact(url)))?;
