@@ -279,7 +279,8 @@ impl Control {
     fn install_unpublished(&self, app: App) -> MutexGuard<'_, BTreeMap<String, Arc<App>>> {
         let name = app.name.clone();
         self.metrics.serve_app(&name);
-        self.metrics.serving_since(&name);
+        let version = app.version.as_ref().map_or("-", |v| v.version.as_str());
+        self.metrics.serving_since(&name, Some(version));
         let mut apps = self.apps.lock().unwrap();
         apps.insert(name.clone(), Arc::new(app));
         self.unpublished.lock().unwrap().push(name);
@@ -820,6 +821,7 @@ impl Control {
         self.storage.delete(name)?;
         let mut apps = self.apps.lock().unwrap();
         if apps.remove(name).is_some() {
+            self.metrics.serving_since(name, None);
             self.publish(&apps);
         }
         Ok(())
@@ -1169,6 +1171,7 @@ impl Control {
             for name in &gone {
                 tracing::info!(app = %name, "`{name}.wasm` is gone; no longer serving it");
                 apps.remove(name);
+                self.metrics.serving_since(name, None);
             }
             self.publish(&apps);
         }

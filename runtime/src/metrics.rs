@@ -132,10 +132,18 @@ pub struct Metrics {
     kv_bytes: Family<KvBytesLabels, Counter>,
     connections: Gauge,
     connections_delayed: Counter,
-    serving_since: Family<AppLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    serving_since: Family<VersionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// The version label each app's `serving_since` series carries now.
+    serving_version: std::sync::Mutex<std::collections::HashMap<String, String>>,
     store_up: Gauge,
     propagation: Histogram,
     cluster_changes: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    app: String,
+    version: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -222,10 +230,12 @@ impl Default for Metrics {
             "Times the server stopped accepting because --max-connections were open",
             connections_delayed.clone(),
         );
-        let serving_since = Family::<AppLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let serving_since =
+            Family::<VersionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
             "app_serving_since_seconds",
-            "When this node started serving the app's current version (Unix time)",
+            "When this node started serving the app's current version (Unix time), by app \
+             and version (`-` for an app placed in the directory by hand)",
             serving_since.clone(),
         );
         let store_up = Gauge::default();
@@ -251,6 +261,7 @@ impl Default for Metrics {
         );
         Metrics {
             serving_since,
+            serving_version: Default::default(),
             store_up,
             propagation,
             cluster_changes,
@@ -361,14 +372,29 @@ impl Metrics {
             .inc();
     }
 
-    /// Notes that this node serves a new version of `app` from now on.
-    pub fn serving_since(&self, app: &str) {
+    /// Notes that this node serves `version` of `app` from now on (`None`: no longer
+    /// serves the app).
+    pub fn serving_since(&self, app: &str, version: Option<&str>) {
+        let mut current = self.serving_version.lock().unwrap();
+        if let Some(old) = current.remove(app) {
+            self.serving_since.remove(&VersionLabels {
+                app: app.into(),
+                version: old,
+            });
+        }
+        let Some(version) = version else {
+            return;
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.serving_since
-            .get_or_create(&AppLabel { app: app.into() })
+            .get_or_create(&VersionLabels {
+                app: app.into(),
+                version: version.into(),
+            })
             .set(now);
+        current.insert(app.into(), version.into());
     }
 
     /// Sets `edge_cluster_store_up` (`None`: not a cluster node).

@@ -182,8 +182,23 @@ async fn deploys_rollbacks_and_deletes_through_any_node_reach_every_node() {
     }
     assert!(listing.windows(2).all(|w| w[0] == w[1]), "{listing:?}");
 
-    // Each follower measured its propagation and knows it is connected.
+    // Each follower measured its propagation, says since when it serves v1 (and no longer
+    // v2), and knows it is connected.
     for edge in [b, c] {
+        let since = metric(
+            edge,
+            "edge_app_serving_since_seconds{app=\"app\",version=\"v1\"}",
+        )
+        .await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((now - 30.0..=now).contains(&since), "{since} vs {now}");
+        let all = admin(edge.admin, "GET", "/metrics", TOKEN, None, vec![])
+            .await
+            .body;
+        assert!(!all.contains("version=\"v2\""), "{all}");
         assert!(metric(edge, "edge_cluster_propagation_seconds_count").await >= 3.0);
         assert_eq!(metric(edge, "edge_cluster_store_up").await, 1.0);
         assert!(edge.log().contains("from the app store"), "{}", edge.log());

@@ -51,6 +51,9 @@ CREATE TABLE edge_app_changes (
 );
 "];
 
+/// An arbitrary constant: the advisory lock appends to the change log are serialized by.
+const CHANGE_LOG_LOCK: i64 = 0x6564_6765_5f6c_6f67;
+
 /// An arbitrary constant: the advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x6564_6765_5f61_7070;
 
@@ -231,7 +234,7 @@ impl PgStore {
                 .query_one("SELECT min(seq) FROM edge_app_changes", &[])
                 .await?
                 .get(0);
-            if oldest.is_some_and(|o| o > seq + 1) && seq > 0 {
+            if oldest.is_some_and(|o| o > seq + 1) {
                 return Ok(None);
             }
             let rows = c
@@ -383,6 +386,11 @@ impl PgStore {
         kind: &str,
         version: Option<i32>,
     ) -> Result<SystemTime, StoreError> {
+        // Sequence numbers are handed out in commit order: a change takes its number only
+        // once the one before has committed, so a node that has applied change N has seen
+        // every change below N and may skip announcements of them.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CHANGE_LOG_LOCK])
+            .await?;
         let row = tx
             .query_one(
                 "INSERT INTO edge_app_changes (app, kind, version) VALUES ($1, $2, $3)
