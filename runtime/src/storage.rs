@@ -163,19 +163,7 @@ impl Storage {
                 .map_or(0, |d| d.as_secs()),
             has_manifest: manifest.is_some(),
         };
-        let tmp = parent.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            meta.version,
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp)?;
-        write_synced(&tmp.join("app.wasm"), wasm)?;
-        if let Some(m) = manifest {
-            write_synced(&tmp.join("manifest.toml"), m.as_bytes())?;
-        }
-        write_synced(&tmp.join("meta.json"), &serde_json::to_vec_pretty(&meta)?)?;
-        sync_dir(&tmp)?;
+        let tmp = write_version_dir(&parent, &meta, wasm, manifest)?;
         let mut staged = StagedVersion {
             name: name.to_string(),
             tmp,
@@ -257,27 +245,14 @@ impl Storage {
         }
         fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create `{}`", parent.display()))?;
-        let tmp = parent.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            meta.version,
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp)?;
-        let written = write_synced(&tmp.join("app.wasm"), wasm)
-            .and_then(|()| match manifest {
-                Some(m) => write_synced(&tmp.join("manifest.toml"), m.as_bytes()),
-                None => Ok(()),
-            })
-            .and_then(|()| write_synced(&tmp.join("meta.json"), &serde_json::to_vec_pretty(meta)?))
-            .and_then(|()| sync_dir(&tmp))
-            .and_then(|()| remove_if_exists(&target))
+        let tmp = write_version_dir(&parent, meta, wasm, manifest)?;
+        let moved = remove_if_exists(&target)
             .and_then(|()| rename(&tmp, &target))
             .and_then(|()| sync_dir(&parent));
-        if written.is_err() {
+        if moved.is_err() {
             let _ = remove_if_exists(&tmp);
         }
-        written
+        moved
     }
 
     /// The names of the apps in the directory: a current component, stored versions, or
@@ -415,6 +390,37 @@ impl Storage {
     }
 }
 
+/// Writes a version's files (component, manifest, record) into a temporary directory in
+/// `parent`, synced, and returns it; on failure nothing is left behind.
+fn write_version_dir(
+    parent: &Path,
+    meta: &VersionMeta,
+    wasm: &[u8],
+    manifest: Option<&str>,
+) -> Result<PathBuf> {
+    let tmp = parent.join(format!(
+        "{TMP_PREFIX}{}-{}",
+        meta.version,
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp)?;
+    let written = write_synced(&tmp.join("app.wasm"), wasm)
+        .and_then(|()| match manifest {
+            Some(m) => write_synced(&tmp.join("manifest.toml"), m.as_bytes()),
+            None => Ok(()),
+        })
+        .and_then(|()| write_synced(&tmp.join("meta.json"), &serde_json::to_vec_pretty(meta)?))
+        .and_then(|()| sync_dir(&tmp));
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = remove_if_exists(&tmp);
+            Err(e)
+        }
+    }
+}
+
 /// Writes `path` so that it holds either its old contents or `bytes`, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("path has no parent directory")?;
@@ -510,6 +516,37 @@ mod tests {
         s.delete("app").unwrap();
         assert!(!s.wasm_path("app").exists());
         assert!(s.versions("app").unwrap().is_empty());
+    }
+
+    /// A cluster node writes versions numbered by the store: once, replacing a stale copy
+    /// of the same id, and listed like any other.
+    #[test]
+    fn versions_numbered_elsewhere_are_stored_once_and_replace_stale_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::new(dir.path());
+        let meta = |digest: &[u8]| VersionMeta {
+            version: "v7".into(),
+            digest: hex::encode(Sha256::digest(digest)),
+            deployed_at: 1,
+            has_manifest: false,
+        };
+        s.store_version("app", &meta(b"one"), b"one", None).unwrap();
+        s.store_version("app", &meta(b"one"), b"one", None).unwrap();
+        s.make_current("app", "v7").unwrap();
+        assert_eq!(s.current_version("app").unwrap(), Some(meta(b"one")));
+        s.store_version("app", &meta(b"two"), b"two", Some("x = 1\n"))
+            .unwrap();
+        assert_eq!(s.read_version("app", "v7").unwrap().0, b"two");
+        assert_eq!(s.versions("app").unwrap().len(), 1);
+        assert!(
+            s.app_names().unwrap().contains("app"),
+            "an app with versions is listed"
+        );
+        let left: Vec<_> = fs::read_dir(s.versions_dir("app"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["v7"], "no temporary directory left");
     }
 
     /// What a deploy does while it compiles: nothing is visible until the commit, a
