@@ -37,11 +37,16 @@ impl Cluster {
         &self.nodes[i].1
     }
 
-    /// Kills node `i` (SIGKILL) and starts it again on the same directory.
-    fn restart(&mut self, i: usize, kill: bool) {
+    /// Stops node `i` (SIGKILL with `kill`, else SIGTERM), runs `meanwhile`, and starts
+    /// the node again on the same directory.
+    async fn restart(&mut self, i: usize, kill: bool, meanwhile: impl AsyncFnOnce(&Cluster)) {
+        {
+            let edge = &mut self.nodes[i].1;
+            edge.signal(if kill { "KILL" } else { "TERM" });
+            let _ = edge.wait_exit(Duration::from_secs(10));
+        }
+        meanwhile(self).await;
         let (apps, edge) = &mut self.nodes[i];
-        edge.signal(if kill { "KILL" } else { "TERM" });
-        let _ = edge.wait_exit(Duration::from_secs(10));
         *edge = node(apps.path(), &self.url, &[]);
     }
 
@@ -205,12 +210,26 @@ async fn deploys_rollbacks_and_deletes_through_any_node_reach_every_node() {
     }
     assert_eq!(healthz(a).await, "ok");
 
-    // A node restarted after a change it missed serves the store's version, not its own.
-    let r = deploy(a, "other", component("counter")).await;
-    assert_eq!(r.status, 200, "{r:?}");
+    // A node down while an app is deployed fetches it from the store when it comes back.
+    // (This deploy goes through the CLI, which says where it committed.)
+    cluster
+        .restart(2, false, async |cluster: &Cluster| {
+            let counter = guest("counter");
+            let (ok, stdout, stderr) = crate::support::cli(
+                cluster.edge(0),
+                TOKEN,
+                &["deploy", counter.to_str().unwrap(), "--name", "other"],
+            );
+            assert!(ok, "{stderr}");
+            assert!(
+                stdout.contains("committed to the cluster's app store at 20"),
+                "{stdout}"
+            );
+        })
+        .await;
     cluster.converge("other.localhost", Some("1")).await;
-    cluster.restart(2, false);
     let c = cluster.edge(2);
+    assert!(c.log().contains("1 fetched"), "{}", c.log());
     assert_eq!(get(c.addr, host, "/").await.body, "Hello from edge!\n");
 
     // Delete through B: gone everywhere, from every directory too.
@@ -248,13 +267,46 @@ async fn concurrent_deploys_one_wins_and_every_node_converges_on_it() {
     cluster
         .converge("app.localhost", Some("Hello from edge!\n"))
         .await;
-    // Both start from v1 and compile (other bytes: cache misses) at once; the first to
-    // commit wins, the other finds v2 current and gets 409.
+    // Both start from v1. The test holds the app's row locked, so both reach their commit
+    // before either can make it; then the first to commit wins and the other finds v2
+    // current and gets 409, however the machine schedules them.
+    let (client, connection) = tokio_postgres::connect(&cluster.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("BEGIN; SELECT 1 FROM edge_apps WHERE name = 'app' FOR UPDATE")
+        .await
+        .unwrap();
     let hello = component("hello");
-    let (ra, rb) = tokio::join!(
-        deploy(a, "app", variant(&hello, "from-a")),
-        deploy(b, "app", variant(&hello, "from-b"))
+    let (a_admin, b_admin) = (a.admin, b.admin);
+    let put = |admin, wasm| {
+        tokio::spawn(async move {
+            crate::support::admin(admin, "PUT", "/apps/app", TOKEN, None, wasm).await
+        })
+    };
+    let (ta, tb) = (
+        put(a_admin, variant(&hello, "from-a")),
+        put(b_admin, variant(&hello, "from-b")),
     );
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let waiting: i64 = client
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if waiting >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deploys never reached their commit"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client.batch_execute("COMMIT").await.unwrap();
+    let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
     let mut statuses = [ra.status, rb.status];
     statuses.sort();
     assert_eq!(statuses, [200, 409], "{ra:?}\n{rb:?}");
@@ -283,10 +335,6 @@ async fn concurrent_deploys_one_wins_and_every_node_converges_on_it() {
 
     // A corrupt blob in the store (digest mismatch) is refused by every node, which keeps
     // serving v2.
-    let (client, connection) = tokio_postgres::connect(&cluster.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
     let bad = variant(&hello, "tampered");
     client
         .batch_execute(&format!(
@@ -436,7 +484,7 @@ async fn a_killed_node_costs_no_request_and_a_database_restart_converges() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let loader = tokio::spawn(load(haproxy.addr, 4, stop_rx));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster.restart(1, true);
+    cluster.restart(1, true, async |_: &Cluster| {}).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.send(true).unwrap();
     let (ok, failed) = loader.await.unwrap();

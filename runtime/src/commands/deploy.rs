@@ -82,6 +82,9 @@ impl DeployArgs {
             },
             opt(&r["store_ms"]),
         );
+        if let Some(at) = r["committed_at"].as_str() {
+            println!("committed to the cluster's app store at {at}; every node follows");
+        }
         Ok(())
     }
 }
