@@ -92,7 +92,7 @@ async fn two_hundred_apps_listen_at_once_and_each_serves_when_loaded() {
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         ready,
-        serde_json::json!({"ready": true, "apps": 201, "loaded": 200, "failed": 1})
+        serde_json::json!({"ready": true, "apps": 201, "loaded": 200, "failed": 1, "degraded": false})
     );
     edge.expect_log("skipping app");
     edge.expect_log("start-up: 200 of 201 apps loaded");
