@@ -192,7 +192,9 @@ fn echo_round_trips_are_counted_exactly_for_text_and_binary() {
     assert_eq!(count(&doc, "ws_sessions"), 4, "{log}");
     assert_eq!(count(&doc, "ws_closes{code:1000}"), 4, "{log}");
     assert_eq!(samples(&doc, "ws_connecting"), 4, "{log}");
-    assert!(value(&doc, "ws_session_duration", "min") >= 1000.0, "{log}");
+    // Each session spans the run, less the moment its connection waited to be scheduled
+    // (the run's clock starts first): 999.94 ms was seen on a loaded machine.
+    assert!(value(&doc, "ws_session_duration", "min") >= 990.0, "{log}");
     assert!(count(&doc, "data_sent") > 0 && count(&doc, "data_received") > 0);
     assert!(log.contains("messages sent"), "{log}");
     assert!(
@@ -288,10 +290,9 @@ fn the_open_model_keeps_its_schedule_and_corrects_for_a_stall() {
 
 #[test]
 fn bad_servers_are_counted_by_kind_never_a_hang() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nothing listens on port 1. (A port bound and released here was handed to one of the
+    // servers below by the next bind, which then answered the "refused" case.)
+    let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let cases: Vec<(SocketAddr, &str)> = vec![
         (closed, "ws_errors{kind:connect_refused}"),
         (
