@@ -745,3 +745,55 @@ fn the_local_cluster_script_serves_a_deploy_through_haproxy_and_every_node() {
         .count();
     assert_eq!(followed, 2, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_store_is_seeded_from_the_first_node_and_strangers_are_set_aside_not_lost() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    // The first node of a new cluster brings its apps: each becomes v1 in the store.
+    let first = Apps::new();
+    first
+        .add_as("hello", "app")
+        .manifest("app", "timeout = \"5s\"\n");
+    let a = node(first.path(), &url, &[]);
+    assert_eq!(
+        get(a.addr, "app.localhost", "/").await.body,
+        "Hello from edge!\n"
+    );
+    assert!(
+        a.log().contains("seeded the empty app store with `app`"),
+        "{}",
+        a.log()
+    );
+    // A second node whose directory holds an app the store has never heard of serves the
+    // store's apps; the stranger is not served, and its files are moved aside, not deleted.
+    let second = Apps::new();
+    second
+        .add_as("counter", "stranger")
+        .manifest("stranger", "");
+    let b = node(second.path(), &url, &[]);
+    assert_eq!(
+        get(b.addr, "app.localhost", "/").await.body,
+        "Hello from edge!\n"
+    );
+    assert_eq!(get(b.addr, "stranger.localhost", "/").await.status, 404);
+    let aside = second.path().join(".edge/unclaimed/stranger");
+    assert_eq!(
+        std::fs::read(aside.join("stranger.wasm")).unwrap(),
+        std::fs::read(guest("counter")).unwrap()
+    );
+    assert!(aside.join("stranger.toml").exists());
+    assert!(b.log().contains("not serving `stranger`"), "{}", b.log());
+    for edge in [&a, &b] {
+        let r = admin(edge.admin, "GET", "/apps", TOKEN, None, vec![]).await;
+        let apps: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let names: Vec<&str> = apps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["app"]);
+        assert_eq!(apps[0]["version"], "v1");
+    }
+}

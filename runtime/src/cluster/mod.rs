@@ -80,16 +80,29 @@ impl Cluster {
 
 /// Makes the apps directory a copy of the store's current versions, before start-up loads
 /// it: writes each current version the directory lacks (checked against its digest) and
-/// removes apps the store does not have. Returns the change log position it reflects.
-pub async fn materialize(cluster: &Cluster, storage: &Storage) -> Result<i64> {
+/// removes apps the store has deleted. Nothing of the user's is lost:
+///
+/// - a store that has never held an app is *seeded* from the directory: each app's current
+///   component and manifest becomes its `v1` (the first node of a new cluster brings its
+///   apps; older local versions are not imported);
+/// - an app the store has never heard of is not served, and is moved to
+///   `DIR/.edge/unclaimed/NAME/` with a warning saying how to deploy it.
+///
+/// Returns the change log position it reflects.
+pub async fn materialize(cluster: &Cluster, storage: &Storage, keep: usize) -> Result<i64> {
     storage.recover()?;
     let store = cluster.store();
     let unavailable = |e: StoreError| anyhow::anyhow!("{e}");
-    let head = store.head().await.map_err(unavailable)?;
-    let current = store.all_current().await.map_err(unavailable)?;
     let local = storage
         .app_names()
         .with_context(|| format!("cannot read `{}`", storage.dir().display()))?;
+    let mut known = store.known().await.map_err(unavailable)?;
+    if known.is_empty() && !local.is_empty() {
+        seed(store, storage, &local, keep).await?;
+        known = store.known().await.map_err(unavailable)?;
+    }
+    let head = store.head().await.map_err(unavailable)?;
+    let current = store.all_current().await.map_err(unavailable)?;
     let mut fetched = 0;
     for (name, cur) in &current {
         let have = storage.current_version(name)?;
@@ -115,15 +128,27 @@ pub async fn materialize(cluster: &Cluster, storage: &Storage) -> Result<i64> {
         storage.store_version(name, &cur.meta, &wasm, manifest.as_deref())?;
         storage.make_current(name, &cur.meta.version)?;
     }
-    let known: std::collections::BTreeSet<&String> = current.iter().map(|(n, _)| n).collect();
-    for name in local.iter().filter(|n| !known.contains(n)) {
-        tracing::warn!(
-            "removing `{name}` from `{}`: the cluster's app store has no such app (in a \
-             cluster the directory is the node's copy of the store; deploy apps with `edge \
-             deploy`)",
-            storage.dir().display()
-        );
+    let serving: std::collections::BTreeSet<&String> = current.iter().map(|(n, _)| n).collect();
+    for name in local.iter().filter(|n| !serving.contains(n)) {
+        if known.contains(name) {
+            tracing::info!("`{name}` was deleted in the cluster while this node was away");
+            storage.delete(name)?;
+            continue;
+        }
+        let aside = storage.dir().join(".edge").join("unclaimed").join(name);
+        std::fs::create_dir_all(&aside)?;
+        for file in [storage.wasm_path(name), storage.manifest_path(name)] {
+            if file.exists() {
+                std::fs::rename(&file, aside.join(file.file_name().expect("a file name")))?;
+            }
+        }
         storage.delete(name)?;
+        tracing::warn!(
+            "not serving `{name}`: the cluster's app store has no such app (in a cluster the \
+             directory is the node's copy of the store). Its files are in `{}`; deploy it \
+             with `edge deploy`",
+            aside.display()
+        );
     }
     tracing::info!(
         apps = current.len(),
@@ -133,6 +158,45 @@ pub async fn materialize(cluster: &Cluster, storage: &Storage) -> Result<i64> {
         current.len()
     );
     Ok(head)
+}
+
+/// Makes each app of the directory `v1` of a store that has never held an app.
+async fn seed(
+    store: &PgStore,
+    storage: &Storage,
+    names: &std::collections::BTreeSet<String>,
+    keep: usize,
+) -> Result<()> {
+    for name in names {
+        let Ok(wasm) = std::fs::read(storage.wasm_path(name)) else {
+            continue;
+        };
+        let manifest = std::fs::read_to_string(storage.manifest_path(name)).ok();
+        if let Err(e) = crate::load::Validated::from_bytes(wasm.clone()) {
+            tracing::warn!("not seeding the app store with `{name}`: {e:#}");
+            continue;
+        }
+        let digest = crate::load::digest(&wasm);
+        let meta = match store
+            .deploy(name, None, &wasm, manifest.as_deref(), &digest, keep)
+            .await
+        {
+            Ok((meta, _)) => meta,
+            // Another node seeded it first.
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(anyhow::anyhow!("{e}")),
+        };
+        // This node's older versions were numbered by it alone: they go.
+        storage.delete(name)?;
+        storage.store_version(name, &meta, &wasm, manifest.as_deref())?;
+        storage.make_current(name, &meta.version)?;
+        tracing::info!(
+            "seeded the empty app store with `{name}` from `{}` as {}",
+            storage.dir().display(),
+            meta.version
+        );
+    }
+    Ok(())
 }
 
 /// Follows the store from change `seen` on, forever: see the module docs.
@@ -156,13 +220,13 @@ pub async fn follow(
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
         // Listening first, then comparing: no change falls between the two.
         let mut result = reconcile(&control, &cluster).await.map(|head| {
             seen = seen.max(head);
         });
         if result.is_ok() {
             cluster.set_up(true, &control);
+            backoff = Duration::from_millis(100);
         }
         let mut tick = tokio::time::interval(RECONCILE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,6 +249,8 @@ pub async fn follow(
             tracing::debug!("app store query failed: {e}");
         }
         cluster.set_up(false, &control);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -278,6 +278,18 @@ impl PgStore {
         .await
     }
 
+    /// Every app name the store has ever held, deleted ones included.
+    pub async fn known(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.with(async |c| {
+            Ok(c.query("SELECT name FROM edge_apps", &[])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+        .await
+    }
+
     /// Every app's current version.
     pub async fn all_current(&self) -> Result<Vec<(String, Current)>, StoreError> {
         self.with(async |c| {

@@ -489,7 +489,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     );
     let mut following = None;
     if let Some(cluster) = cluster {
-        let seen = crate::cluster::materialize(&cluster, &storage).await?;
+        let seen = crate::cluster::materialize(&cluster, &storage, config.keep_versions).await?;
         metrics.set_store_up(Some(true));
         control = control.with_cluster(cluster.clone());
         following = Some((cluster, seen));
