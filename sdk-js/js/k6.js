@@ -213,20 +213,43 @@
 
   const NO_TIMINGS = Object.freeze({ blocked: 0, connecting: 0, tls_handshaking: 0, sending: 0, waiting: 0, receiving: 0, duration: 0 });
 
+  // A response's headers, from the host's packed `name\0value\0…` (names in lower case):
+  // canonical names, repeated ones joined with ", ". Set-Cookie goes into the VU's jar
+  // and `cookies`; the Location, if any, is returned.
+  function parseHeaders(packed, hostname, path, out, cookies) {
+    let location;
+    if (packed === "") return location;
+    const hs = packed.split("\0");
+    for (let i = 0; i < hs.length; i += 2) {
+      const raw = hs[i];
+      const name = CANONICAL[raw] ?? canonical(raw);
+      const value = hs[i + 1];
+      if (name === "Set-Cookie") {
+        if (cookies !== null) parseSetCookie(hostname, path, value, cookies);
+      } else if (name === "Location") location = value;
+      out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
+    }
+    return location;
+  }
+  // Whether a packed header list may hold a Set-Cookie (a false positive only costs time).
+  const mayHaveCookie = (packed) => packed.startsWith("set-cookie\0") || packed.includes("\0set-cookie\0");
+
+  // What the response's lazily built fields are made from; a private field, so it is not
+  // among the response's own properties.
   class Response {
-    // Every field set in one order, so every response has one shape.
-    constructor(status, status_text, body, headers, cookies, url, proto, error, error_code, timings, request) {
+    #made;
+    // The fields every script reads are set at once, in one order (one shape for all);
+    // `headers`, `cookies`, `timings` and `request` are built on first use, from `made`:
+    // [host answer, packed headers or parsed object, cookies, method, url, headers, body,
+    // user agent].
+    constructor(status, body, url, proto, error, error_code, made) {
       this.status = status;
-      this.status_text = status_text;
       this.body = body;
-      this.headers = headers;
-      this.cookies = cookies;
       this.url = url;
       this.proto = proto;
       this.error = error;
       this.error_code = error_code;
-      this.timings = timings;
-      this.request = request;
+      this.#made = made;
     }
     json(selector) {
       if (typeof this.body !== "string") throw new Error("the body is not text (responseType is not \"text\")");
@@ -240,80 +263,153 @@
       }
       return v;
     }
+    // JSON.stringify(res) shows every field, as k6's does.
+    toJSON() {
+      const o = {};
+      for (const k of ["status", "status_text", "body", "headers", "cookies", "url", "proto", "error", "error_code", "timings", "request"]) o[k] = this[k];
+      return o;
+    }
+    static made(res) {
+      return res.#made;
+    }
   }
+  // A lazily built field: made on first read, then an ordinary own property; assignable.
+  const own = (res, name, value) => {
+    Object.defineProperty(res, name, { value, writable: true, enumerable: true, configurable: true });
+    return value;
+  };
+  for (const [name, make] of Object.entries({
+    status_text: (res) => (res.status === 0 ? "" : `${res.status}`),
+    headers: (res) => {
+      const m = Response.made(res);
+      if (typeof m[1] !== "string") return m[1];
+      const out = {};
+      parseHeaders(m[1], "", "", out, null);
+      return out;
+    },
+    cookies: (res) => Response.made(res)[2] || {},
+    timings: (res) => {
+      const r = Response.made(res)[0];
+      return r[0] === 0 ? NO_TIMINGS : { blocked: r[3], connecting: r[4], tls_handshaking: r[5], sending: r[6], waiting: r[7], receiving: r[8], duration: r[9] };
+    },
+    request: (res) => {
+      const [, , , method, url, headers, body, agent] = Response.made(res);
+      return { method, url, headers: headers || { "User-Agent": agent }, body: body ?? "" };
+    },
+  }))
+    Object.defineProperty(Response.prototype, name, {
+      get() {
+        return own(this, name, make(this));
+      },
+      set(v) {
+        own(this, name, v);
+      },
+      configurable: true,
+    });
+
+  // URLs split into `scheme\0authority\0path` and the host name, a few kept per VU: most
+  // scripts request the same handful of URLs again and again.
+  const splitCache = new Map();
+  function splitUrl(href) {
+    let parts = splitCache.get(href);
+    if (parts !== undefined) return parts;
+    const m = SIMPLE_URL.exec(href);
+    let scheme, authority, path, hostname;
+    if (m !== null && !(m[3] !== undefined && m[3].includes("/."))) {
+      scheme = m[1];
+      authority = m[2];
+      path = m[3] === undefined ? "/" : m[3];
+      const colon = authority.indexOf(":");
+      hostname = colon < 0 ? authority : authority.slice(0, colon);
+    } else {
+      const u = new URL(href);
+      scheme = u.protocol.slice(0, -1);
+      authority = u.host;
+      path = u.pathname + u.search;
+      hostname = u.hostname;
+    }
+    parts = [`${scheme}\0${authority}\0${path}`, hostname, path];
+    if (splitCache.size >= 64) splitCache.clear();
+    splitCache.set(href, parts);
+    return parts;
+  }
+
+  // The packed headers of a request without params (the User-Agent alone).
+  let plainHeaders;
 
   function request(method, url, body, params) {
     method = String(method).toUpperCase();
-    params = params || {};
     let href = typeof url === "object" && url !== null && url.url ? url.url : String(url);
-    const tags = Object.assign({}, params.tags || {});
-    if (typeof url === "object" && url !== null && url.name && !tags.name) tags.name = url.name;
-    const maxRedirects = params.redirects ?? options.maxRedirects ?? 10;
-    const responseType = params.responseType || (options.discardResponseBodies ? "none" : "text");
-    let timeout = params.timeout ?? 60000;
+    const named = typeof url === "object" && url !== null && url.name;
+    const maxRedirects = params?.redirects ?? options.maxRedirects ?? 10;
+    const responseType = params?.responseType || (options.discardResponseBodies ? "none" : "text");
+    let timeout = params?.timeout ?? 60000;
     if (typeof timeout === "string") timeout = parseDuration(timeout);
-    const headers = {};
+    let packedTags = "";
+    if (params?.tags || named) {
+      const tags = Object.assign({}, params?.tags || {});
+      if (named && !tags.name) tags.name = url.name;
+      packedTags = flatTags(tags).join("\0");
+    }
+    // The request's own headers (null: the User-Agent alone).
+    let headers = null;
     let hasType = false;
     let hasAgent = false;
-    if (params.headers)
+    if (params?.headers) {
+      headers = {};
       for (const k in params.headers) {
         headers[k] = String(params.headers[k]);
         const l = k.toLowerCase();
         if (l === "content-type") hasType = true;
         else if (l === "user-agent") hasAgent = true;
       }
+    }
     let payload = null;
     if (body != null && !(typeof body === "string") && !(body instanceof ArrayBuffer) && !ArrayBuffer.isView(body)) {
       payload = formEncode(body);
-      if (!hasType) headers["Content-Type"] = "application/x-www-form-urlencoded";
+      if (!hasType) (headers ||= {})["Content-Type"] = "application/x-www-form-urlencoded";
     } else if (body != null) {
       payload = body;
     }
-    if (!hasAgent) headers["User-Agent"] = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
+    const agent = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
+    if (headers !== null && !hasAgent) headers["User-Agent"] = agent;
     let redirects = 0;
-    const cookies = {};
-    const packedTags = flatTags(tags).join("\0");
+    let cookies = null;
     // What the host does with the response body: 0 drop it, 1 text, 2 bytes.
     const bodyMode = responseType === "text" ? 1 : responseType === "binary" ? 2 : 0;
     for (;;) {
-      let scheme, authority, path, hostname;
-      const m = SIMPLE_URL.exec(href);
-      if (m !== null && !m[3]?.includes("/.")) {
-        [, scheme, authority, path = "/"] = m;
-        const colon = authority.indexOf(":");
-        hostname = colon < 0 ? authority : authority.slice(0, colon);
-      } else {
-        const u = new URL(href);
-        [scheme, authority, path, hostname] = [u.protocol.slice(0, -1), u.host, u.pathname + u.search, u.hostname];
-      }
-      const flat = [];
-      let own = "";
-      for (const k in headers) {
-        if (k.length === 6 && k.toLowerCase() === "cookie") own = headers[k];
-        else flat.push(k, headers[k]);
-      }
+      const [head, hostname, path] = splitUrl(href);
+      let flat;
       const fromJar = jar.size === 0 ? "" : cookieHeader(hostname, path);
-      const cookie = own && fromJar ? `${own}; ${fromJar}` : own || fromJar;
-      if (cookie) flat.push("Cookie", cookie);
-      if (params.cookies) for (const [k, v] of Object.entries(params.cookies)) flat.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
+      if (headers === null && fromJar === "" && !params?.cookies) {
+        flat = plainHeaders !== undefined && plainHeaders[0] === agent ? plainHeaders[1] : (plainHeaders = [agent, `User-Agent\0${agent}`])[1];
+      } else {
+        const list = [];
+        let mine = "";
+        const hs = headers || { "User-Agent": agent };
+        for (const k in hs) {
+          if (k.length === 6 && k.toLowerCase() === "cookie") mine = hs[k];
+          else list.push(k, hs[k]);
+        }
+        const cookie = mine && fromJar ? `${mine}; ${fromJar}` : mine || fromJar;
+        if (cookie) list.push("Cookie", cookie);
+        if (params?.cookies) for (const [k, v] of Object.entries(params.cookies)) list.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
+        flat = list.join("\0");
+      }
       const sent = payload == null ? undefined : bytesOf(payload);
-      const r = n.http(`${method}\0${scheme}\0${authority}\0${path}`, flat.join("\0"), sent, packedTags, +timeout, bodyMode);
-      if (r[0] === 0) {
-        return new Response(0, "", null, {}, cookies, href, "", r[1], errorCode(r[1]), NO_TIMINGS, { method, url: href, headers, body: payload ?? "" });
-      }
-      const out = {};
-      let location;
-      const hs = r[1] === "" ? [] : r[1].split("\0");
-      for (let i = 0; i < hs.length; i += 2) {
-        const raw = hs[i];
-        const name = CANONICAL[raw] ?? canonical(raw);
-        const value = hs[i + 1];
-        if (name === "Set-Cookie") parseSetCookie(hostname, path, value, cookies);
-        else if (name === "Location") location = value;
-        out[name] = out[name] === undefined ? value : `${out[name]}, ${value}`;
-      }
+      const r = n.http(`${method}\0${head}`, flat, sent, packedTags, +timeout, bodyMode);
       const status = r[0];
-      if ((status === 301 || status === 302 || status === 303 || status === 307 || status === 308) && location && redirects < maxRedirects) {
+      if (status === 0) return new Response(0, null, href, "", r[1], errorCode(r[1]), [r, {}, cookies, method, href, headers, payload, agent]);
+      // Headers are parsed now only when they matter to the VU: a redirect to follow, or
+      // cookies for the jar; otherwise on the script's first read of `res.headers`.
+      const redirect = status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
+      let parsed = r[1];
+      let location;
+      if (redirect || mayHaveCookie(parsed)) {
+        parsed = {};
+        location = parseHeaders(r[1], hostname, path, parsed, (cookies ||= {}));
+      }
+      if (redirect && location && redirects < maxRedirects) {
         redirects++;
         href = new URL(location, href).href;
         if (status === 303 || ((status === 301 || status === 302) && method === "POST")) {
@@ -323,8 +419,7 @@
         continue;
       }
       const responseBody = bodyMode === 2 ? arrayBufferOf(r[2]) : r[2];
-      const timings = { blocked: r[3], connecting: r[4], tls_handshaking: r[5], sending: r[6], waiting: r[7], receiving: r[8], duration: r[9] };
-      return new Response(status, `${status}`, responseBody, out, cookies, href, "HTTP/1.1", "", 0, timings, { method, url: href, headers, body: payload ?? "" });
+      return new Response(status, responseBody, href, "HTTP/1.1", "", 0, [r, parsed, cookies, method, href, headers, payload, agent]);
     }
   }
 

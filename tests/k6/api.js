@@ -55,6 +55,16 @@ export default function (data) {
       "timings": (r) => r.timings.duration > 0 && r.timings.waiting >= 0 && "blocked" in r.timings,
       "url and proto": (r) => r.url === `${BASE}/` && r.proto === "HTTP/1.1",
       "no error": (r) => r.error === "" && r.error_code === 0,
+      "status_text and request": (r) => r.status_text === "200" && r.request.method === "GET" && r.request.headers["User-Agent"].startsWith("loadrig"),
+      "JSON.stringify(res) has every field": (r) => {
+        const j = JSON.parse(JSON.stringify(r));
+        return j.status === 200 && j.headers["Content-Type"] === r.headers["Content-Type"] && j.timings.duration === r.timings.duration && j.status_text === "200" && j.request.url === r.url;
+      },
+      "fields can be replaced": (r) => {
+        r.headers = { x: 1 };
+        r.timings = 5;
+        return r.headers.x === 1 && r.timings === 5 && r.status === 200;
+      },
     });
     group("nested", () => {
       const auth = { headers: { Authorization: `Bearer ${data.token}`, "Content-Type": "application/json" } };
@@ -75,7 +85,9 @@ export default function (data) {
   check(http.get(`${BASE}/cookies`), { "cookie jar persists": (r) => r.json("flavour") === "choc" });
   // Path and Expires, as RFC 6265 and k6's jar keep them.
   const raw = (...values) => `${BASE}/cookies/raw?` + values.map((v) => `h=${encodeURIComponent(v)}`).join("&");
-  http.get(raw("deep=1; Path=/cookies/deep", "gone=1; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "later=2; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Path=/", "dir=3"));
+  check(http.get(raw("deep=1; Path=/cookies/deep", "gone=1; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "later=2; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Path=/", "dir=3")), {
+    "res.cookies lists the response's Set-Cookie": (r) => r.cookies.dir?.[0]?.value === "3" && r.cookies.deep?.[0]?.path === "/cookies/deep" && r.headers["Set-Cookie"].includes("dir=3"),
+  });
   check(http.get(`${BASE}/cookies`), {
     "a cookie stays off paths outside its Path": (r) => r.json().deep === undefined && r.json().later === "2",
     "an Expires in the past removes the cookie": (r) => r.json().gone === undefined,
