@@ -231,13 +231,11 @@
     }
     return location;
   }
-  // Whether a packed header list may hold a Set-Cookie (a false positive only costs time).
-  const mayHaveCookie = (packed) => packed.startsWith("set-cookie\0") || packed.includes("\0set-cookie\0");
+  // Where a response keeps what its lazily built fields are made from: a symbol, so it is
+  // not among the fields a script lists or serializes.
+  const MADE = Symbol("made");
 
-  // What the response's lazily built fields are made from; a private field, so it is not
-  // among the response's own properties.
   class Response {
-    #made;
     // The fields every script reads are set at once, in one order (one shape for all);
     // `headers`, `cookies`, `timings` and `request` are built on first use, from `made`:
     // [host answer, packed headers or parsed object, cookies, method, url, headers, body,
@@ -249,7 +247,7 @@
       this.proto = proto;
       this.error = error;
       this.error_code = error_code;
-      this.#made = made;
+      this[MADE] = made;
     }
     json(selector) {
       if (typeof this.body !== "string") throw new Error("the body is not text (responseType is not \"text\")");
@@ -269,9 +267,6 @@
       for (const k of ["status", "status_text", "body", "headers", "cookies", "url", "proto", "error", "error_code", "timings", "request"]) o[k] = this[k];
       return o;
     }
-    static made(res) {
-      return res.#made;
-    }
   }
   // A lazily built field: made on first read, then an ordinary own property; assignable.
   const own = (res, name, value) => {
@@ -281,19 +276,19 @@
   for (const [name, make] of Object.entries({
     status_text: (res) => (res.status === 0 ? "" : `${res.status}`),
     headers: (res) => {
-      const m = Response.made(res);
+      const m = res[MADE];
       if (typeof m[1] !== "string") return m[1];
       const out = {};
       parseHeaders(m[1], "", "", out, null);
       return out;
     },
-    cookies: (res) => Response.made(res)[2] || {},
+    cookies: (res) => res[MADE][2] || {},
     timings: (res) => {
-      const r = Response.made(res)[0];
+      const r = res[MADE][0];
       return r[0] === 0 ? NO_TIMINGS : { blocked: r[3], connecting: r[4], tls_handshaking: r[5], sending: r[6], waiting: r[7], receiving: r[8], duration: r[9] };
     },
     request: (res) => {
-      const [, , , method, url, headers, body, agent] = Response.made(res);
+      const [, , , method, url, headers, body, agent] = res[MADE];
       return { method, url, headers: headers || { "User-Agent": agent }, body: body ?? "" };
     },
   }))
@@ -337,8 +332,10 @@
   // The packed headers of a request without params (the User-Agent alone).
   let plainHeaders;
 
-  function request(method, url, body, params) {
-    method = String(method).toUpperCase();
+  const request = (method, url, body, params) => send(String(method).toUpperCase(), url, body, params);
+
+  // `method` in upper case.
+  function send(method, url, body, params) {
     let href = typeof url === "object" && url !== null && url.url ? url.url : String(url);
     const named = typeof url === "object" && url !== null && url.name;
     const maxRedirects = params?.redirects ?? options.maxRedirects ?? 10;
@@ -405,7 +402,7 @@
       const redirect = status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
       let parsed = r[1];
       let location;
-      if (redirect || mayHaveCookie(parsed)) {
+      if (redirect || r[10]) {
         parsed = {};
         location = parseHeaders(r[1], hostname, path, parsed, (cookies ||= {}));
       }
@@ -434,13 +431,13 @@
 
   const http = {
     request,
-    get: (url, params) => request("GET", url, null, params),
-    head: (url, params) => request("HEAD", url, null, params),
-    post: (url, body, params) => request("POST", url, body, params),
-    put: (url, body, params) => request("PUT", url, body, params),
-    patch: (url, body, params) => request("PATCH", url, body, params),
-    del: (url, body, params) => request("DELETE", url, body, params),
-    options: (url, body, params) => request("OPTIONS", url, body, params),
+    get: (url, params) => send("GET", url, null, params),
+    head: (url, params) => send("HEAD", url, null, params),
+    post: (url, body, params) => send("POST", url, body, params),
+    put: (url, body, params) => send("PUT", url, body, params),
+    patch: (url, body, params) => send("PATCH", url, body, params),
+    del: (url, body, params) => send("DELETE", url, body, params),
+    options: (url, body, params) => send("OPTIONS", url, body, params),
     // One VU has one instance: the requests of a batch go one after the other.
     batch(requests) {
       const one = (r) => {

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::{
-    Array, CatchResultExt, Context, Ctx, Exception, Function, Module, Object, Persistent, Runtime,
-    TypedArray, Value,
+    Array, CatchResultExt, Context, Ctx, Exception, Function, IntoJs, Module, Object, Persistent,
+    Runtime, TypedArray, Value,
 };
 
 use crate::{
@@ -486,8 +486,9 @@ fn native_ws_next<'js>(
 /// with `headers` and `tags` alternating names and values. `mode` is what to do with the
 /// response body: 0 drop it, 1 decode it as UTF-8 text, 2 hand over its bytes. Returns
 /// `[status, headers, body, blocked, connecting, tls_handshaking, sending, waiting,
-/// receiving, duration]` (headers packed the same way; an array, so no property names are
-/// looked up), or `[0, error]` when there was no response.
+/// receiving, duration, set_cookie]` (headers packed the same way; `set_cookie` whether they
+/// hold one; an array, so no property names are looked up), or `[0, error]` when there was
+/// no response.
 fn native_http<'js>(
     ctx: Ctx<'js>,
     head: String,
@@ -514,18 +515,19 @@ fn native_http<'js>(
         tags,
         timeout_ms: timeout_ms.max(1.0),
     });
-    let out = Array::new(ctx.clone())?;
-    match sent {
+    let values: Vec<Value<'js>> = match sent {
         Ok(r) => {
-            out.set(0, r.status)?;
-            out.set(1, r.headers)?;
-            match mode {
-                1 => out.set(2, String::from_utf8_lossy(&r.body).as_ref())?,
-                2 => out.set(2, TypedArray::<u8>::new(ctx.clone(), r.body)?)?,
-                _ => out.set(2, Value::new_null(ctx.clone()))?,
-            }
+            // Whether the headers hold a Set-Cookie, so that k6.js parses them only then.
+            let cookie =
+                r.headers.starts_with("set-cookie\0") || r.headers.contains("\0set-cookie\0");
+            let body = match mode {
+                1 => String::from_utf8_lossy(&r.body).as_ref().into_js(&ctx)?,
+                2 => TypedArray::<u8>::new(ctx.clone(), r.body)?.into_value(),
+                _ => Value::new_null(ctx.clone()),
+            };
             let t = r.timings;
-            for (i, v) in [
+            let mut v = vec![r.status.into_js(&ctx)?, r.headers.into_js(&ctx)?, body];
+            for x in [
                 t.blocked,
                 t.connecting,
                 t.tls_handshaking,
@@ -533,19 +535,42 @@ fn native_http<'js>(
                 t.waiting,
                 t.receiving,
                 t.duration,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                out.set(3 + i, v)?;
+            ] {
+                v.push(x.into_js(&ctx)?);
             }
+            v.push(Value::new_bool(ctx.clone(), cookie));
+            v
         }
-        Err(message) => {
-            out.set(0, 0)?;
-            out.set(1, message)?;
-        }
+        Err(message) => vec![0.into_js(&ctx)?, message.into_js(&ctx)?],
+    };
+    array_of(&ctx, values)
+}
+
+/// An array of `values`, made in one allocation (set element by element, it would be
+/// reallocated as it grows).
+fn array_of<'js>(ctx: &Ctx<'js>, values: Vec<Value<'js>>) -> rquickjs::Result<Array<'js>> {
+    let raw: Vec<rquickjs::qjs::JSValue> = values
+        .into_iter()
+        .map(|v| {
+            let r = v.as_raw();
+            // Ownership moves to the array.
+            std::mem::forget(v);
+            r
+        })
+        .collect();
+    // SAFETY: every value is owned and of this context; JS_NewArrayFrom takes ownership of
+    // them (and frees them itself if it fails).
+    let array = unsafe {
+        let a =
+            rquickjs::qjs::JS_NewArrayFrom(ctx.as_raw().as_ptr(), raw.len() as i32, raw.as_ptr());
+        Value::from_raw(ctx.clone(), a)
+    };
+    if array.is_exception() {
+        return Err(rquickjs::Error::Exception);
     }
-    Ok(out)
+    array
+        .into_array()
+        .ok_or_else(|| rquickjs::Error::new_from_js("value", "array"))
 }
 
 fn digest_of(algo: &str, data: &[u8]) -> Option<Vec<u8>> {
