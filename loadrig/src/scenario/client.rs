@@ -156,7 +156,8 @@ pub struct Flight {
     results: Arc<Mutex<Results>>,
     clock: Clock,
     lateness: u64,
-    tags: Vec<(String, String)>,
+    /// The request's tags; `None` when no submetric is defined, so none would be read.
+    tags: Option<Vec<(String, String)>>,
     last: Arc<Mutex<Option<Timings>>>,
     called: u64,
 }
@@ -164,13 +165,22 @@ pub struct Flight {
 impl Client {
     /// Starts a request now, tagged with the VU's tags and `extra` (the request's own).
     pub fn flight(&self, extra: &[(String, String)]) -> Flight {
+        // Tags only select submetrics (`http_req_duration{name:login}`): without any, a
+        // request skips building them (a dozen strings).
+        let tagged = !self
+            .results
+            .lock()
+            .expect("results lock")
+            .metrics
+            .defs
+            .is_empty();
         Flight {
             pool: self.pool.clone(),
             resolved: self.resolved.clone(),
             results: self.results.clone(),
             clock: self.clock,
             lateness: self.lateness.load(Relaxed),
-            tags: self.tags(extra),
+            tags: tagged.then(|| self.tags(extra)),
             last: self.last.clone(),
             called: self.clock.now(),
         }
@@ -187,7 +197,7 @@ impl Flight {
             results,
             clock,
             lateness,
-            mut tags,
+            tags,
             last,
             called,
         } = self;
@@ -226,7 +236,6 @@ impl Flight {
                 addr
             }
         };
-        let url = format!("http://{}{}", authority.as_str(), request.path);
         let method = request.method;
         let encoded = h1::encode_request(
             &method,
@@ -248,18 +257,22 @@ impl Flight {
         let mut captured = Captured::default();
         let outcome = exchange(&pool, &out, clock, &mut captured).await;
         let ended = clock.now();
-        for (k, v) in [
-            ("method", method.as_str().to_owned()),
-            ("url", url.clone()),
-            ("proto", "HTTP/1.1".to_owned()),
-        ] {
-            if !tags.iter().any(|(k2, _)| k2 == k) {
-                tags.push((k.into(), v));
+        let mut tags = tags.map(|mut tags| {
+            let url = format!("http://{}{}", authority.as_str(), request.path);
+            for (k, v) in [
+                ("method", method.as_str().to_owned()),
+                ("url", url.clone()),
+                ("proto", "HTTP/1.1".to_owned()),
+            ] {
+                if !tags.iter().any(|(k2, _)| k2 == k) {
+                    tags.push((k.into(), v));
+                }
             }
-        }
-        if !tags.iter().any(|(k, _)| k == "name") {
-            tags.push(("name".into(), url));
-        }
+            if !tags.iter().any(|(k, _)| k == "name") {
+                tags.push(("name".into(), url));
+            }
+            tags
+        });
         let mut results = results.lock().expect("results lock");
         match outcome {
             Ok((r, connecting, started, bytes, opened)) => {
@@ -285,9 +298,11 @@ impl Flight {
                         results.record_server_timing(&name, dur);
                     }
                 }
-                tags.push(("status".into(), status.to_string()));
                 let expected = (200..400).contains(&status);
-                tags.push(("expected_response".into(), expected.to_string()));
+                if let Some(tags) = &mut tags {
+                    tags.push(("status".into(), status.to_string()));
+                    tags.push(("expected_response".into(), expected.to_string()));
+                }
                 let ms = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e6;
                 let t = Timings {
                     blocked: ms(started, called),
@@ -297,26 +312,28 @@ impl Flight {
                     receiving: ms(r.ended, r.first_byte),
                     duration: ms(r.ended, started),
                 };
-                let m = &mut results.metrics;
-                for (name, v) in [
-                    ("http_req_blocked", ms(started, intended)),
-                    ("http_req_connecting", t.connecting),
-                    ("http_req_sending", t.sending),
-                    ("http_req_waiting", t.waiting),
-                    ("http_req_receiving", t.receiving),
-                    ("http_req_duration", ms(r.ended, intended)),
-                    ("http_req_duration_uncorrected", t.duration),
-                ] {
-                    m.feed_submetrics(name, MetricType::Trend, true, v, &tags);
+                if let Some(tags) = &tags {
+                    let m = &mut results.metrics;
+                    for (name, v) in [
+                        ("http_req_blocked", ms(started, intended)),
+                        ("http_req_connecting", t.connecting),
+                        ("http_req_sending", t.sending),
+                        ("http_req_waiting", t.waiting),
+                        ("http_req_receiving", t.receiving),
+                        ("http_req_duration", ms(r.ended, intended)),
+                        ("http_req_duration_uncorrected", t.duration),
+                    ] {
+                        m.feed_submetrics(name, MetricType::Trend, true, v, tags);
+                    }
+                    m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, tags);
+                    m.feed_submetrics(
+                        "http_req_failed",
+                        MetricType::Rate,
+                        false,
+                        (!expected) as u8 as f64,
+                        tags,
+                    );
                 }
-                m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
-                m.feed_submetrics(
-                    "http_req_failed",
-                    MetricType::Rate,
-                    false,
-                    (!expected) as u8 as f64,
-                    &tags,
-                );
                 drop(results);
                 *last.lock().expect("timings lock") = Some(t);
                 Ok(Reply {
@@ -328,12 +345,14 @@ impl Flight {
             }
             Err(kind) => {
                 results.record_error(kind, ended);
-                tags.push(("status".into(), "0".into()));
-                tags.push(("expected_response".into(), "false".into()));
-                tags.push(("error_code".into(), kind.name().into()));
-                let m = &mut results.metrics;
-                m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
-                m.feed_submetrics("http_req_failed", MetricType::Rate, false, 1.0, &tags);
+                if let Some(mut tags) = tags {
+                    tags.push(("status".into(), "0".into()));
+                    tags.push(("expected_response".into(), "false".into()));
+                    tags.push(("error_code".into(), kind.name().into()));
+                    let m = &mut results.metrics;
+                    m.feed_submetrics("http_reqs", MetricType::Counter, false, 1.0, &tags);
+                    m.feed_submetrics("http_req_failed", MetricType::Rate, false, 1.0, &tags);
+                }
                 drop(results);
                 *last.lock().expect("timings lock") = None;
                 Err(http_error(kind))
