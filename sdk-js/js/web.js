@@ -1535,7 +1535,7 @@
   /** `env` of one request: environment variables, then config and secrets, then stores.
    * The host names the declared stores in `EDGE_KV_STORES`; the store `default` is also
    * `env.KV`. */
-  const makeEnv = () => {
+  const buildEnv = () => {
     const env = native.env();
     const stores = env.EDGE_KV_STORES;
     delete env.EDGE_KV_STORES;
@@ -1551,6 +1551,22 @@
       }
     return env;
   };
+  // Built when the handler first touches it: reading the config and secrets is a host
+  // call and a database read, which most requests (a hello) never need. Every operation
+  // goes to the real object, so the handler sees a plain object.
+  const REAL_ENV = Symbol("env");
+  const real = (target) => target[REAL_ENV] ?? (target[REAL_ENV] = buildEnv());
+  const LAZY_ENV = {
+    get: (t, k) => Reflect.get(real(t), k),
+    set: (t, k, v) => Reflect.set(real(t), k, v),
+    has: (t, k) => Reflect.has(real(t), k),
+    deleteProperty: (t, k) => Reflect.deleteProperty(real(t), k),
+    ownKeys: (t) => Reflect.ownKeys(real(t)),
+    getOwnPropertyDescriptor: (t, k) => Reflect.getOwnPropertyDescriptor(real(t), k),
+    defineProperty: (t, k, d) => Reflect.defineProperty(real(t), k, d),
+    getPrototypeOf: (t) => Reflect.getPrototypeOf(real(t)),
+  };
+  const makeEnv = () => new Proxy({}, LAZY_ENV);
 
   const listeners = [];
 
