@@ -6,12 +6,14 @@
 # shared page counted once: the memory the VUs really take), per VU over a 1-VU baseline.
 # The same for the Rust example scenario (a compiled VU) with RUST=1.
 #
-#   bash benches/scenario-vus.sh            # VUS=10000 DURATION=20s
+#   bash benches/scenario-vus.sh            # VUS=10000 DURATION=20s LOADRIG=target/release/loadrig
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VUS=${VUS:-10000}
 DURATION=${DURATION:-20s}
 unset RUST_BACKTRACE
+# LOADRIG=path: another loadrig binary (an A/B against an older build).
+LOADRIG=${LOADRIG:-target/release/loadrig}
 cargo build --release --quiet -p loadrig -p edge-native
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -22,7 +24,7 @@ ulimit -n 65536 2>/dev/null || true
 
 # Runs loadrig with the arguments; prints "startup_ms peak_rss_mb peak_pss_mb requests".
 measure() {
-  target/release/loadrig run "$@" --no-progress >"$work/out" 2>"$work/err" &
+  "$LOADRIG" run "$@" --no-progress >"$work/out" 2>"$work/err" &
   local pid=$! rss=0 pss=0
   while kill -0 "$pid" 2>/dev/null; do
     if [ -r "/proc/$pid/smaps_rollup" ]; then

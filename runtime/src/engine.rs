@@ -308,6 +308,10 @@ fn base_config() -> Config {
     config.epoch_interruption(true);
     // Copy-on-write images make a fresh instance's memory a mapping, not a copy.
     config.memory_init_cow(true);
+    // `EDGE_PERFMAP=1`: guest functions by name in `perf report` (/tmp/perf-PID.map).
+    if std::env::var_os("EDGE_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 
