@@ -45,4 +45,7 @@ fi
 # RUST_BACKTRACE=1 makes wasmtime capture a backtrace on every store drop; the tests
 # don't need it and it slows every request.
 unset RUST_BACKTRACE
+# The loadrig runs of the tests share one code cache under target/ (not ~/.cache): the k6
+# VU engine is compiled once for the whole suite.
+export LOADRIG_CACHE_DIR="${LOADRIG_CACHE_DIR:-$PWD/target/loadrig-cache}"
 cargo nextest run --workspace --release --no-fail-fast "$@"

@@ -323,3 +323,68 @@ fn k6_ws_sessions_echo_ping_time_out_and_record_k6_metrics() {
     assert!((140.0..2000.0).contains(&session), "{session} ms");
     assert!(m["ws_connecting"]["values"]["max"].as_f64().unwrap() > 0.0);
 }
+
+/// The `.cwasm` entries in a code cache directory.
+fn cache_entries(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    found.retain(|p| p.extension().is_some_and(|e| e == "cwasm"));
+    found
+}
+
+#[test]
+fn the_vu_engine_is_compiled_once_and_a_corrupt_cache_entry_is_recompiled() {
+    let dir = tmp();
+    let cache = dir.path().join("cache");
+    let js = dir.path().join("one.js");
+    std::fs::write(&js, "export default function () {}\n").unwrap();
+    let run = |cache_dir: &Path| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_loadrig"))
+            .args([
+                "run",
+                js.to_str().unwrap(),
+                "--vus",
+                "1",
+                "-i",
+                "2",
+                "--no-progress",
+            ])
+            .env("LOADRIG_CACHE_DIR", cache_dir)
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+        assert!(out.contains("iterations") && out.contains(" 2 "), "{out}");
+    };
+    // The first run compiles the engine and keeps it; a snapshot (different every run)
+    // is never kept.
+    run(&cache);
+    let entries = cache_entries(&cache);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let engine = entries[0].clone();
+    let code = std::fs::read(&engine).unwrap();
+    let sum_path = engine.with_extension("sum");
+    let sum = std::fs::read(&sum_path).unwrap();
+    // The second run loads it: nothing new is written.
+    run(&cache);
+    assert_eq!(cache_entries(&cache), vec![engine.clone()]);
+    assert_eq!(std::fs::read(&sum_path).unwrap(), sum);
+    // A corrupt entry fails its checksum: it is recompiled and rewritten, and the run
+    // goes on as if there were no cache.
+    let mut bad = code.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&engine, &bad).unwrap();
+    run(&cache);
+    let now = std::fs::read(&engine).unwrap();
+    assert_ne!(now, bad, "the corrupt entry was kept");
+    assert_eq!(now.len(), code.len(), "the entry was not rewritten whole");
+    // The rewritten entry verifies: the next run loads it as it is.
+    let sum = std::fs::read(&sum_path).unwrap();
+    run(&cache);
+    assert_eq!(std::fs::read(&engine).unwrap(), now);
+    assert_eq!(std::fs::read(&sum_path).unwrap(), sum);
+    // An empty LOADRIG_CACHE_DIR turns the cache off.
+    run(Path::new(""));
+}

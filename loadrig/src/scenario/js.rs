@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use wasmtime::component::{Component, Instance};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, WasiCtx};
@@ -70,18 +69,36 @@ pub fn build(script: &Path, env: &[(String, String)]) -> anyhow::Result<Vec<u8>>
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut wizer = wasmtime_wizer::Wizer::new();
+    wizer.keep_init_func(true);
+    // Wizer's `run_component`, step by step, so that the instrumented engine (the same
+    // bytes for every script) comes from loadrig's code cache instead of a compile.
+    let (cx, instrumented) = wizer
+        .instrument_component(ENGINE)
+        .map_err(anyhow::Error::from)
+        .context("instrumenting the VU engine")?;
+    let component = super::compile(&engine, &instrumented).context("compiling the VU engine")?;
     let result = rt.block_on(async {
-        let mut wizer = wasmtime_wizer::Wizer::new();
-        wizer.keep_init_func(true);
-        let run = wizer.run_component(
-            &mut store,
-            ENGINE,
-            async |store: &mut Store<VuState>,
-                   component: &Component|
-                   -> wasmtime::Result<Instance> {
-                linker.instantiate_async(store, component).await
-            },
-        );
+        let run = async {
+            use wasmtime::error::Context as _;
+            let instance = linker.instantiate_async(&mut store, &component).await?;
+            let Some(init) = instance.get_func(&mut store, wizer.get_init_func()) else {
+                wasmtime::bail!("the VU engine exports no initialization function");
+            };
+            init.call_async(&mut store, &[], &mut [])
+                .await
+                .context("the initialization function trapped")?;
+            let snapshot = wizer
+                .snapshot_component(
+                    &cx,
+                    &mut wasmtime_wizer::WasmtimeWizerComponent {
+                        store: &mut store,
+                        instance,
+                    },
+                )
+                .await?;
+            wasmtime::Result::Ok((snapshot, ()))
+        };
         tokio::time::timeout(INIT_TIMEOUT, run).await
     });
     let output = String::from_utf8_lossy(&stderr.contents())

@@ -68,11 +68,17 @@ pub struct Loaded {
 pub fn load(path: &Path) -> anyhow::Result<Loaded> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("reading the scenario `{}`", path.display()))?;
-    load_bytes(&bytes, &path.display().to_string())
+    load_with(&bytes, &path.display().to_string(), true)
 }
 
-/// As [`load`], from bytes in memory (`name` is used in messages).
+/// As [`load`], from bytes in memory (`name` is used in messages), compiled without the
+/// code cache: a k6 script's snapshot differs from run to run (the engine's hash seeds
+/// and clocks are in it), so caching it would only fill the cache.
 pub fn load_bytes(bytes: &[u8], name: &str) -> anyhow::Result<Loaded> {
+    load_with(bytes, name, false)
+}
+
+fn load_with(bytes: &[u8], name: &str, cached: bool) -> anyhow::Result<Loaded> {
     let script = |m: String| anyhow::Error::new(ScenarioError::Script(m));
     if !wasmparser::Parser::is_component(bytes) {
         return Err(script(if wasmparser::Parser::is_core_wasm(bytes) {
@@ -84,8 +90,12 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> anyhow::Result<Loaded> {
         }));
     }
     let engine = vu_engine()?;
-    let component = Component::new(&engine, bytes)
-        .map_err(|e| script(format!("`{name}` does not compile: {e:#}")))?;
+    let component = if cached {
+        compile(&engine, bytes)
+    } else {
+        Component::new(&engine, bytes).map_err(anyhow::Error::from)
+    }
+    .map_err(|e| script(format!("`{name}` does not compile: {e:#}")))?;
     let linker = vu::linker(&engine)?;
     let pre = linker.instantiate_pre(&component).map_err(|e| {
         script(format!(
@@ -102,6 +112,40 @@ pub fn load_bytes(bytes: &[u8], name: &str) -> anyhow::Result<Loaded> {
         pre,
         path: name.to_owned(),
     })
+}
+
+/// How many compiled components loadrig's cache keeps (the newest written or used).
+const CACHE_KEEP: usize = 32;
+
+/// loadrig's cache of compiled code (the k6 VU engine's, each scenario component's), so
+/// that a run starts with one compile fewer:
+/// `$LOADRIG_CACHE_DIR` (empty: no cache), else `$XDG_CACHE_HOME/loadrig`, else
+/// `~/.cache/loadrig`. A directory that cannot be made means no cache, not an error.
+fn code_cache(engine: &Engine) -> Option<edge_codecache::Cache> {
+    let dir = match std::env::var_os("LOADRIG_CACHE_DIR") {
+        Some(dir) if dir.is_empty() => return None,
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })?
+            .join("loadrig"),
+    };
+    let cache = edge_codecache::Cache::open(&dir, engine).ok()?;
+    let _ = cache.prune(CACHE_KEEP);
+    Some(cache)
+}
+
+/// Compiles `bytes` for `engine`, through loadrig's cache when there is one.
+pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
+    match code_cache(engine) {
+        Some(cache) => cache.load_or_compile(engine, &edge_codecache::digest(bytes), bytes),
+        None => Component::new(engine, bytes).map_err(anyhow::Error::from),
+    }
 }
 
 /// The engine VUs run on: epoch interruption, and linear memory reserved only up to a VU's
