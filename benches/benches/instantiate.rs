@@ -7,22 +7,17 @@
 //! it set, wasmtime captures a backtrace on every store drop).
 #![allow(missing_docs)]
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use edge::app::Loader;
-use edge::config::Limits;
 use edge::engine::{Allocator, EdgeEngine};
-use edge::load::Validated;
-use edge::manifest::Manifest;
 use edge::router::Router;
 use edge::server::Server;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 
 mod support;
-use support::hello_wasm;
+use support::{get, hello_wasm, load, loader};
 
 fn bench_request(c: &mut Criterion) {
-    let wasm = hello_wasm();
+    let wasm = std::fs::read(hello_wasm()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -34,31 +29,11 @@ fn bench_request(c: &mut Criterion) {
     ] {
         let engine = EdgeEngine::new(allocator, 64).unwrap();
         let _ticker = engine.start_epoch_ticker();
-        let loader = Loader {
-            linker: edge::prepare::linker(&engine.engine).unwrap(),
-            engine: engine.clone(),
-            baseline: None,
-            cache: None,
-            defaults: Limits::default(),
-            state: None,
-            metrics: None,
-        };
-        let app = rt
-            .block_on(loader.load(
-                "hello".into(),
-                Manifest::default().resolve(&Limits::default()).unwrap(),
-                Validated::read(&wasm).unwrap(),
-            ))
-            .unwrap();
+        let app = load(&rt, &loader(&engine, None), "hello", wasm.clone());
         let server = Server::new(64, Default::default(), Router::new([app.into()]));
         group.bench_function(label, |b| {
             b.to_async(&rt).iter(|| async {
-                let req = hyper::Request::builder()
-                    .uri("/")
-                    .header("host", "hello.localhost")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = server.respond(req).await;
+                let resp = server.respond(get("hello")).await;
                 assert_eq!(resp.status(), 200);
                 resp.into_body().collect().await.unwrap().to_bytes()
             })
@@ -74,44 +49,21 @@ fn bench_js_vs_rust(c: &mut Criterion) {
         .unwrap();
     let engine = EdgeEngine::new(Allocator::Pooling, 64).unwrap();
     let _ticker = engine.start_epoch_ticker();
-    let loader = Loader {
-        linker: edge::prepare::linker(&engine.engine).unwrap(),
-        engine: engine.clone(),
-        baseline: None,
-        cache: None,
-        defaults: Limits::default(),
-        state: None,
-        metrics: None,
-    };
+    let loader = loader(&engine, None);
     let hello_js = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/js/hello.js");
     let source = std::fs::read(hello_js).unwrap();
     let js = edge::js::build(&source, "hello.js", None, Default::default())
         .expect("building the JS hello (needs `bash sdk-js/setup.sh`)")
         .component;
     let rust = std::fs::read(hello_wasm()).unwrap();
-    let mut apps = Vec::new();
-    for (name, bytes) in [("rust", rust), ("js", js)] {
-        let app = rt
-            .block_on(loader.load(
-                name.into(),
-                Manifest::default().resolve(&Limits::default()).unwrap(),
-                Validated::from_bytes(bytes).unwrap(),
-            ))
-            .unwrap();
-        apps.push(app.into());
-    }
+    let apps =
+        [("rust", rust), ("js", js)].map(|(name, bytes)| load(&rt, &loader, name, bytes).into());
     let server = Server::new(64, Default::default(), Router::new(apps));
     let mut group = c.benchmark_group("hello-request-by-language");
     for name in ["rust", "js"] {
-        let host = format!("{name}.localhost");
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
-                let req = hyper::Request::builder()
-                    .uri("/")
-                    .header("host", host.as_str())
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = server.respond(req).await;
+                let resp = server.respond(get(name)).await;
                 assert_eq!(resp.status(), 200);
                 resp.into_body().collect().await.unwrap().to_bytes()
             })

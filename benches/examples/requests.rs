@@ -6,15 +6,10 @@
 //!   cargo run --release -p edge-benches --example requests -- 1000 [pooling|on-demand]
 #![allow(missing_docs)]
 
-use bytes::Bytes;
-use edge::app::Loader;
-use edge::config::Limits;
 use edge::engine::{Allocator, EdgeEngine};
-use edge::load::Validated;
-use edge::manifest::Manifest;
 use edge::router::Router;
 use edge::server::Server;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -30,45 +25,24 @@ fn main() {
         Some("on-demand") => Allocator::OnDemand,
         Some(other) => panic!("allocator `{other}`: pooling or on-demand"),
     };
-    let wasm = support::hello_wasm();
+    let wasm = std::fs::read(support::hello_wasm()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let engine = EdgeEngine::new(allocator, 16).unwrap();
     let _ticker = engine.start_epoch_ticker();
-    let loader = Loader {
-        linker: edge::prepare::linker(&engine.engine).unwrap(),
-        engine: engine.clone(),
-        baseline: None,
-        // Compiled once, then loaded: a profile of two runs must not differ by a compile.
-        cache: Some(
-            edge::compile::Cache::open(
-                &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/requests-cache"),
-                &engine.engine,
-            )
-            .unwrap(),
-        ),
-        defaults: Limits::default(),
-        state: None,
-        metrics: None,
-    };
-    let app = rt
-        .block_on(loader.load(
-            "hello".into(),
-            Manifest::default().resolve(&Limits::default()).unwrap(),
-            Validated::read(&wasm).unwrap(),
-        ))
-        .unwrap();
+    // Compiled once, then loaded: a profile of two runs must not differ by a compile.
+    let cache = edge::compile::Cache::open(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/requests-cache"),
+        &engine.engine,
+    )
+    .unwrap();
+    let app = support::load(&rt, &support::loader(&engine, Some(cache)), "hello", wasm);
     let server = Server::new(16, Default::default(), Router::new([app.into()]));
     rt.block_on(async {
         for _ in 0..n {
-            let req = hyper::Request::builder()
-                .uri("/")
-                .header("host", "hello.localhost")
-                .body(Empty::<Bytes>::new())
-                .unwrap();
-            let resp = server.respond(req).await;
+            let resp = server.respond(support::get("hello")).await;
             assert_eq!(resp.status(), 200);
             resp.into_body().collect().await.unwrap();
         }
