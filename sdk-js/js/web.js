@@ -426,7 +426,10 @@
   /** `[name, value, name, value, …]` for the engine. */
   const flatHeaders = (headers) => {
     const flat = [];
-    for (const [name, values] of headerMap(headers)) for (const value of values) flat.push(name, value);
+    // forEach and an index loop: no iterator objects or destructuring (a hot path).
+    headerMap(headers).forEach((values, name) => {
+      for (let i = 0; i < values.length; i++) flat.push(name, values[i]);
+    });
     return flat;
   };
   const headersFromFlat = (flat) => {
@@ -1309,7 +1312,9 @@
       if (init.redirect !== undefined) this.#redirect = String(init.redirect);
       if (init.signal !== undefined) this.#signal = init.signal;
       if (init.body !== undefined && init.body !== null) {
-        const [bytes, type] = extractBody(init.body);
+        const extracted = extractBody(init.body);
+        const bytes = extracted[0];
+        const type = extracted[1];
         body = bytes;
         if (type && !this.#headers.has("content-type")) this.#headers.set("content-type", type);
       }
@@ -1373,7 +1378,10 @@
       this.#status = status;
       this.#statusText = init.statusText === undefined ? "" : String(init.statusText);
       this.#headers = new Headers(init.headers);
-      const [bytes, type] = extractBody(body);
+      // Indexed, not destructured: array destructuring runs the iterator protocol.
+      const extracted = extractBody(body);
+      const bytes = extracted[0];
+      const type = extracted[1];
       if (bytes !== null && NULL_BODY.has(status)) throw new TypeError(`Response with status ${status} cannot have a body`);
       if (type && !this.#headers.has("content-type")) this.#headers.set("content-type", type);
       Body.init(this, bytes);
@@ -1628,7 +1636,10 @@
     let response;
     if (app) {
       const context = { waitUntil: (p) => void waits.push(Promise.resolve(p)), passThroughOnException() {} };
-      response = await app.fetch(request, makeEnv(), context);
+      response = app.fetch(request, makeEnv(), context);
+      // A handler that answers at once (not async) is not awaited: an await costs a
+      // promise, a job and a resumption of this function per request.
+      if (response !== null && typeof response === "object" && typeof response.then === "function") response = await response;
     } else {
       const event = new FetchEvent(request, waits);
       for (const listener of listeners) {
