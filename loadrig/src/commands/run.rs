@@ -29,7 +29,11 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// A scenario (`scenario.wasm`: a component exporting `loadrig:scenario/vu`, see
 /// loadrig/wit/scenario.wit): one instance per virtual user, on the executors its
 /// k6-shaped options name; `--vus`, `-d`, `--iterations` and `--stage DURATION:VUS`
-/// override them as in k6.
+/// override them as in k6. A k6 script (`script.js`) runs unchanged, each VU an instance of
+/// a JavaScript engine snapshotted after the script's init code.
+///
+/// Compiled code (the k6 VU engine, scenario components) is kept in `$LOADRIG_CACHE_DIR`,
+/// default `~/.cache/loadrig` (an empty value: no cache), so only a first run compiles it.
 ///
 /// Exit codes: 0 done, 99 a threshold failed, 2 bad input, 104 invalid scenario options,
 /// 107 scenario error, 108 run aborted, 110 started too late after `--start-at`, 1 anything
@@ -40,7 +44,8 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
     loadrig run http://127.0.0.1:8080/ -r 5000 -d 30s --threshold 'p(99)<5ms' --json out.json\n  \
     loadrig run http://127.0.0.1:8080/ --stage 10s:1000 --stage 20s:1000 --stage 10s:0\n  \
     loadrig run http://127.0.0.1:8080/ -r 20k -d 1m --segment 1/2 --json a.json  # and 2/2 elsewhere\n  \
-    loadrig run scenario.wasm --vus 10 -d 30s -e BASE_URL=http://127.0.0.1:8080")]
+    loadrig run scenario.wasm --vus 10 -d 30s -e BASE_URL=http://127.0.0.1:8080\n  \
+    loadrig run script.js --vus 50 -d 1m -e BASE_URL=http://127.0.0.1:8080")]
 pub struct RunArgs {
     /// The URL to load (http:// only), or a scenario component (`.wasm`).
     #[arg(value_name = "URL|SCENARIO")]
