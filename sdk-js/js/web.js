@@ -1560,10 +1560,17 @@
     return env;
   };
   // Built when the handler first touches it: reading the config and secrets is a host
-  // call and a database read, which most requests (a hello) never need. Every operation
-  // goes to the real object, so the handler sees a plain object.
-  const REAL_ENV = Symbol("env");
-  const real = (target) => target[REAL_ENV] ?? (target[REAL_ENV] = buildEnv());
+  // call and a database read, which most requests (a hello) never need. The first trap
+  // fills the proxy's own target with the real entries, and every trap then works on the
+  // target: the handler sees a plain object (freezing, defining and listing included).
+  const BUILT = new WeakSet();
+  const real = (target) => {
+    if (!BUILT.has(target)) {
+      BUILT.add(target);
+      Object.assign(target, buildEnv());
+    }
+    return target;
+  };
   const LAZY_ENV = {
     get: (t, k) => Reflect.get(real(t), k),
     set: (t, k, v) => Reflect.set(real(t), k, v),
@@ -1572,7 +1579,8 @@
     ownKeys: (t) => Reflect.ownKeys(real(t)),
     getOwnPropertyDescriptor: (t, k) => Reflect.getOwnPropertyDescriptor(real(t), k),
     defineProperty: (t, k, d) => Reflect.defineProperty(real(t), k, d),
-    getPrototypeOf: (t) => Reflect.getPrototypeOf(real(t)),
+    preventExtensions: (t) => Reflect.preventExtensions(real(t)),
+    setPrototypeOf: (t, p) => Reflect.setPrototypeOf(real(t), p),
   };
   const makeEnv = () => new Proxy({}, LAZY_ENV);
 

@@ -670,6 +670,11 @@ async fn javascript_reads_stores_config_and_secrets_through_env() {
     assert_eq!(env["KV"], "[object KVNamespace]");
     assert_eq!(env["sessions"], "[object KVNamespace]");
     assert_eq!(env["default"], "[object KVNamespace]");
+    let ops: serde_json::Value =
+        serde_json::from_str(&get(edge.addr, "kvjs.localhost", "/env-object").await.body).unwrap();
+    for check in ["has", "set", "deleted", "defined", "spread", "frozen"] {
+        assert_eq!(ops[check], true, "env {check}: {ops}");
+    }
     assert!(!edge.log().contains("t0ps3cret"));
 }
 

@@ -9,6 +9,20 @@ export default {
       for (const [k, v] of Object.entries(env)) out[k] = typeof v === "string" ? v : `[${typeof v} ${v.constructor.name}]`;
       return Response.json(out);
     }
+    if (url.pathname === "/env-object") {
+      // env behaves as a plain object under every operation (it is built lazily).
+      const r = {};
+      r.has = "KV" in env && !("nope" in env);
+      env.added = "1";
+      r.set = env.added === "1" && Object.keys(env).includes("added");
+      r.deleted = delete env.added && env.added === undefined;
+      Object.defineProperty(env, "fixed", { value: 2, enumerable: true });
+      r.defined = Object.getOwnPropertyDescriptor(env, "fixed").value === 2;
+      r.spread = { ...env }.token === env.token;
+      Object.freeze(env);
+      r.frozen = Object.isFrozen(env) && Object.keys(env).includes("KV") && env.token !== undefined;
+      return Response.json(r);
+    }
     if (url.pathname === "/count") return new Response(String(await env.KV.increment("hits")));
     const r = {};
     await env.KV.put("text", "héllo");
