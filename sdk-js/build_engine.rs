@@ -45,6 +45,7 @@ impl EngineBuild {
             "sdk-js/engine/.cargo/config.toml",
             "sdk-js/js",
             "loadrig/wit",
+            "vendor/rquickjs-sys",
         ] {
             println!("cargo:rerun-if-changed={}", repo.join(input).display());
         }

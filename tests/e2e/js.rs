@@ -518,3 +518,32 @@ async fn imports_are_resolved_at_build_time() {
         "{stderr}"
     );
 }
+
+/// The engine makes what initialization built immortal before the snapshot (QuickJS as
+/// patched in `vendor/rquickjs-sys`): each request still changes those objects as a plain
+/// engine would — properties added and deleted, strings appended, arrays and maps grown,
+/// the last reference to one dropped, cycles holding them collected — and, in its fresh
+/// instance, sees the snapshot as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_built_at_initialization_change_as_usual_and_every_request_starts_clean() {
+    let apps = Apps::new();
+    apps.add_js("tests/js/snapshot.js", "snapshot");
+    let edge = Edge::start(apps.path(), &[]);
+    let expected = json!({
+        "greeting": "hello, snapshot snapshot snapshot !",
+        "greetingLength": 34,
+        "table": [["b", 2], ["c", 3]],
+        "weak": "config",
+        "count": [1, 2],
+        "prior": true,
+        "odd": 10000,
+        "config": { "list": [1, 2, 3, 4], "nested": { "deep": "xy" }, "extra": "added" },
+        "wide": 39,
+    });
+    for round in 0..3 {
+        let resp = get(edge.addr, "snapshot.localhost", "/").await;
+        assert_eq!(resp.status, 200, "round {round}: {resp:?}");
+        let got: Value = serde_json::from_str(&resp.body).unwrap();
+        assert_eq!(got, expected, "round {round}");
+    }
+}

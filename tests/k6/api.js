@@ -21,6 +21,12 @@ const gauge = new Gauge("my_gauge");
 const rate = new Rate("my_rate");
 const trend = new Trend("my_trend", true);
 let perVu = 0; // lives across this VU's iterations
+// Built at init, so in the snapshot, where the engine makes every object immortal (its
+// reference count is never written again: vendor/README.md); a VU still changes them.
+const made = { list: [1], text: "a", table: new Map([["n", 0]]) };
+const wide = {}; // many properties, one deleted: a shape of its own, changed in place
+for (let i = 0; i < 30; i++) wide["p" + i] = i;
+delete wide.p0;
 
 export const options = {
   scenarios: {
@@ -39,6 +45,21 @@ export function setup() {
 export default function (data) {
   perVu++;
   check(perVu, { "state persists across iterations": (n) => n === __ITER + 1 });
+  made.list.push(__ITER);
+  made.text += "b";
+  made.table.set("n", made.table.get("n") + 1);
+  wide["q" + __ITER] = __ITER;
+  let odd = 0; // garbage in cycles that hold init-time objects: the cycle collector runs
+  for (let i = 0; i < 20000; i++) {
+    const a = { i, made, wide };
+    a.self = { a };
+    odd += a.self.a.i & 1;
+  }
+  check(made, {
+    "objects made at init change and keep their changes across iterations": (m) =>
+      m.list.length === __ITER + 2 && m.text === "a" + "b".repeat(__ITER + 1) &&
+      m.table.get("n") === __ITER + 1 && Object.keys(wide).length === 30 + __ITER && odd === 10000,
+  });
   check(__VU, { "__VU is 1 or 2": (v) => v === 1 || v === 2 });
   check(__ENV, { "__ENV has -e values": (e) => e.BASE_URL === BASE && e.EXTRA === "yes" });
   check(data, { "setup data reaches default": (d) => d.from === "setup" && typeof d.token === "string" });

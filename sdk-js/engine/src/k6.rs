@@ -165,7 +165,7 @@ impl K6 {
         // Every module is in the snapshot now; the script's directory is not there when the
         // VUs run, so a dynamic `import()` of something new gets an explanation instead.
         runtime.set_loader(BuildTimeOnly, BuildTimeOnly);
-        runtime.run_gc();
+        super::seal_heap(&runtime, &context);
         Ok(K6 {
             runtime,
             context,

@@ -310,6 +310,9 @@ typedef struct JSArena {
 typedef struct JSArenaState {
     struct list_head arena_list[JS_ARENA_BLOCK_SIZE_COUNT];
     struct list_head free_arena_list[JS_ARENA_BLOCK_SIZE_COUNT];
+    /* edge patch: the arenas of an immortal heap, out of arena_list so that
+       linking a new arena does not write to theirs */
+    struct list_head immortal_arena_list;
     _Alignas(JS_ARENA_ALIGN) uint8_t zero_size_block[sizeof(JSMallocBlockHeader)];
 } JSArenaState;
 
@@ -356,6 +359,10 @@ struct JSRuntime {
     /* list of JSGCObjectHeader.link. List of allocated GC objects (used
        by the garbage collector) */
     struct list_head gc_obj_list;
+    /* edge patch: the GC objects JS_MakeHeapImmortal() took out of
+       gc_obj_list (the collector treats them as roots and never visits them) */
+    struct list_head immortal_obj_list;
+    bool heap_immortal;
     /* list of JSGCObjectHeader.link. Used during JS_FreeValueRT() */
     struct list_head gc_zero_ref_count_list;
     struct list_head tmp_obj_list; /* used during GC */
@@ -507,6 +514,29 @@ static inline JSMallocBlockHeader *js_rc(const void *p) {
 #define JS_REF_COUNT(p) (js_rc(p)->ref_count)
 #define JS_GC_TYPE(p)   (js_rc(p)->gc_obj_type)
 #define JS_GC_MARK(p)   (js_rc(p)->mark)
+
+/* edge patch (vendor/README.md): immortal objects. JS_MakeHeapImmortal() gives
+   every block alive at that moment this reference count; a count at or above it
+   is never written again (the object is never freed), so a heap snapshotted
+   after the call stays shared copy-on-write while the engine reads it. All
+   reference-count updates go through js_rc_inc() and js_rc_dec(). */
+#define JS_RC_IMMORTAL 0x40000000
+
+static inline void js_rc_inc(const void *p)
+{
+    JSMallocBlockHeader *b = js_rc(p);
+    if (likely(b->ref_count < JS_RC_IMMORTAL))
+        b->ref_count++;
+}
+
+/* the count after the decrement; an immortal count is returned unchanged */
+static inline int js_rc_dec(const void *p)
+{
+    JSMallocBlockHeader *b = js_rc(p);
+    if (unlikely(b->ref_count >= JS_RC_IMMORTAL))
+        return b->ref_count;
+    return --b->ref_count;
+}
 
 /* bigint */
 typedef int32_t js_slimb_t;
@@ -1664,7 +1694,7 @@ static JSValue js_dup(JSValueConst v)
 {
     if (JS_VALUE_HAS_REF_COUNT(v)) {
         void *p = JS_VALUE_GET_PTR(v);
-        JS_REF_COUNT(p)++;
+        js_rc_inc(p);
     }
     return unsafe_unconst(v);
 }
@@ -1712,6 +1742,14 @@ static const uint16_t arena_block_sizes[JS_ARENA_BLOCK_SIZE_COUNT] = {
     288, 320, 352, 384, 416, 448, 480, 512,
 };
 
+/* edge patch: the size class an allocation takes once the heap is immortal:
+   16, 32, 48, 64, 96, 128, 192, 256, 384 or 512 bytes */
+static const uint8_t arena_coarse_index[JS_ARENA_BLOCK_SIZE_COUNT] = {
+    0, 2, 2, 4, 4, 6, 6, 10, 10, 10, 10, 14, 14, 14, 14,
+    18, 18, 18, 18, 22, 22, 22, 22,
+    26, 26, 26, 26, 30, 30, 30, 30,
+};
+
 static int arena_get_size_index(size_t size)
 {
     if (size <= 16)
@@ -1740,6 +1778,7 @@ static void js_arena_init(JSRuntime *rt)
         init_list_head(&s->arena_list[i]);
         init_list_head(&s->free_arena_list[i]);
     }
+    init_list_head(&s->immortal_arena_list);
 }
 
 static inline void *arena_get_block(JSArena *ar, unsigned int idx,
@@ -1817,6 +1856,10 @@ static void *js_arena_malloc(JSRuntime *rt, size_t size)
         struct list_head *el, *head;
 
         block_size_idx = arena_get_size_index(total_size);
+        /* edge patch: after JS_MakeHeapImmortal(), fewer and coarser size
+           classes, as each one in use costs a fresh arena (a page) */
+        if (unlikely(rt->heap_immortal))
+            block_size_idx = arena_coarse_index[block_size_idx];
         block_size = arena_block_sizes[block_size_idx];
         head = &rt->arena_state.free_arena_list[block_size_idx];
         el = head->next;
@@ -2337,6 +2380,7 @@ JSRuntime *JS_NewRuntime2(const JSMallocFunctions *mf, void *opaque)
 
     init_list_head(&rt->context_list);
     init_list_head(&rt->gc_obj_list);
+    init_list_head(&rt->immortal_obj_list);
     init_list_head(&rt->gc_zero_ref_count_list);
     rt->gc_phase = JS_GC_PHASE_NONE;
 
@@ -2608,7 +2652,7 @@ static inline void js_free_string0(JSRuntime *rt, JSString *str);
 /* same as JS_FreeValueRT() but faster */
 static inline void js_free_string(JSRuntime *rt, JSString *str)
 {
-    if (--JS_REF_COUNT(str) <= 0)
+    if (js_rc_dec(str) <= 0)
         js_free_string0(rt, str);
 }
 
@@ -2646,6 +2690,10 @@ void JS_FreeRuntime(JSRuntime *rt)
     struct list_head *el, *el1;
     bool leak = false;
     int i;
+
+    /* edge patch: immortal objects are never freed, nor is what they hold */
+    if (rt->heap_immortal)
+        return;
 
     rt->in_free = true;
     JS_FreeValueRT(rt, rt->current_exception);
@@ -2977,7 +3025,7 @@ static void js_free_modules(JSContext *ctx, JSFreeModuleEnum flag)
 
 JSContext *JS_DupContext(JSContext *ctx)
 {
-    JS_REF_COUNT(ctx)++;
+    js_rc_inc(ctx);
     return ctx;
 }
 
@@ -3042,7 +3090,7 @@ void JS_FreeContext(JSContext *ctx)
     JSRuntime *rt = ctx->rt;
     int i;
 
-    if (--JS_REF_COUNT(ctx) > 0)
+    if (js_rc_dec(ctx) > 0)
         return;
     assert(JS_REF_COUNT(ctx) == 0);
 
@@ -3391,7 +3439,7 @@ JSAtom JS_DupAtomRT(JSRuntime *rt, JSAtom v)
 
     if (!__JS_AtomIsConst(v)) {
         p = rt->atom_array[v];
-        JS_REF_COUNT(p)++;
+        js_rc_inc(p);
     }
     return v;
 }
@@ -3404,7 +3452,7 @@ JSAtom JS_DupAtom(JSContext *ctx, JSAtom v)
     if (!__JS_AtomIsConst(v)) {
         rt = ctx->rt;
         p = rt->atom_array[v];
-        JS_REF_COUNT(p)++;
+        js_rc_inc(p);
     }
     return v;
 }
@@ -3470,7 +3518,7 @@ static JSAtom __JS_NewAtom(JSRuntime *rt, JSString *str, int atom_type)
             i = js_get_atom_index(rt, str);
             /* reduce string refcount and increase atom's unless constant */
             if (__JS_AtomIsConst(i))
-                JS_REF_COUNT(str)--;
+                js_rc_dec(str);
             return i;
         }
         /* try and locate an already registered atom */
@@ -3486,7 +3534,7 @@ static JSAtom __JS_NewAtom(JSRuntime *rt, JSString *str, int atom_type)
                 p->len == len &&
                 js_string_memcmp(p, str, len) == 0) {
                 if (!__JS_AtomIsConst(i))
-                    JS_REF_COUNT(p)++;
+                    js_rc_inc(p);
                 goto done;
             }
             i = p->hash_next;
@@ -3644,7 +3692,7 @@ static JSAtom __JS_FindAtom(JSRuntime *rt, const char *str, size_t len,
             p->is_wide_char == 0 &&
             memcmp(str8(p), str, len) == 0) {
             if (!__JS_AtomIsConst(i))
-                JS_REF_COUNT(p)++;
+                js_rc_inc(p);
             return i;
         }
         i = p->hash_next;
@@ -3697,7 +3745,7 @@ static void __JS_FreeAtom(JSRuntime *rt, uint32_t i)
     JSAtomStruct *p;
 
     p = rt->atom_array[i];
-    if (--JS_REF_COUNT(p) > 0)
+    if (js_rc_dec(p) > 0)
         return;
     JS_FreeAtomStruct(rt, p);
 }
@@ -4330,7 +4378,7 @@ static JSValue js_sub_string(JSContext *ctx, JSString *p, int start, int end)
         slice = (void *)&q[1];
         slice->parent = p;
         slice->start = start << p->is_wide_char; // chars -> bytes
-        JS_REF_COUNT(p)++;
+        js_rc_inc(p);
         return JS_MKPTR(JS_TAG_STRING, q);
     }
     if (p->is_wide_char) {
@@ -5799,7 +5847,7 @@ static JSShape *js_clone_shape(JSContext *ctx, JSShape *sh1)
 
 static JSShape *js_dup_shape(JSShape *sh)
 {
-    JS_REF_COUNT(sh)++;
+    js_rc_inc(sh);
     return sh;
 }
 
@@ -5825,7 +5873,7 @@ static void js_free_shape0(JSRuntime *rt, JSShape *sh)
 
 static void js_free_shape(JSRuntime *rt, JSShape *sh)
 {
-    if (unlikely(--JS_REF_COUNT(sh) <= 0)) {
+    if (unlikely(js_rc_dec(sh) <= 0)) {
         js_free_shape0(rt, sh);
     }
 }
@@ -6873,7 +6921,7 @@ static void free_var_ref(JSRuntime *rt, JSVarRef *var_ref)
 {
     if (var_ref) {
         assert(JS_REF_COUNT(var_ref) > 0);
-        if (--JS_REF_COUNT(var_ref) == 0) {
+        if (js_rc_dec(var_ref) == 0) {
             if (var_ref->is_detached) {
                 JS_FreeValueRT(rt, var_ref->value);
                 remove_gc_object(&var_ref->header);
@@ -7191,7 +7239,7 @@ void JS_FreeValueRT(JSRuntime *rt, JSValue v)
 {
     if (JS_VALUE_HAS_REF_COUNT(v)) {
         void *p = JS_VALUE_GET_PTR(v);
-        if (--JS_REF_COUNT(p) <= 0) {
+        if (js_rc_dec(p) <= 0) {
             js_free_value_rt(rt, v);
         }
     }
@@ -7358,7 +7406,7 @@ static void mark_children(JSRuntime *rt, JSGCObjectHeader *gp,
 static void gc_decref_child(JSRuntime *rt, JSGCObjectHeader *p)
 {
     assert(JS_REF_COUNT(p) > 0);
-    JS_REF_COUNT(p)--;
+    js_rc_dec(p);
     if (JS_REF_COUNT(p) == 0 && JS_GC_MARK(p) == 1) {
         list_del(&p->link);
         list_add_tail(&p->link, &rt->tmp_obj_list);
@@ -7389,7 +7437,7 @@ static void gc_decref(JSRuntime *rt)
 
 static void gc_scan_incref_child(JSRuntime *rt, JSGCObjectHeader *p)
 {
-    JS_REF_COUNT(p)++;
+    js_rc_inc(p);
     if (JS_REF_COUNT(p) == 1) {
         /* ref_count was 0: remove from tmp_obj_list and add at the
            end of gc_obj_list */
@@ -7401,7 +7449,7 @@ static void gc_scan_incref_child(JSRuntime *rt, JSGCObjectHeader *p)
 
 static void gc_scan_incref_child2(JSRuntime *rt, JSGCObjectHeader *p)
 {
-    JS_REF_COUNT(p)++;
+    js_rc_inc(p);
 }
 
 static void gc_scan(JSRuntime *rt)
@@ -7486,6 +7534,65 @@ void JS_RunGC(JSRuntime *rt)
 
     /* free the GC objects in a cycle */
     gc_free_cycles(rt);
+}
+
+/* edge patch (vendor/README.md): makes everything allocated so far immortal.
+   Every block in use gets the reference count JS_RC_IMMORTAL, which is never
+   written again, so the block is never freed; the GC objects move to
+   immortal_obj_list, where the collector does not visit them (they are roots:
+   what they reference stays alive through the counts they hold); and the
+   arenas of today are closed to new blocks, so what is allocated from now on
+   lands on fresh pages. Meant for the moment before a heap is snapshotted:
+   instances started from the snapshot then leave its pages shared instead of
+   copying one for every reference count they touch. Run JS_RunGC() first, or
+   the garbage of the moment lives forever. After this call, JS_FreeRuntime()
+   frees nothing. */
+void JS_MakeHeapImmortal(JSRuntime *rt)
+{
+    JSArenaState *s = &rt->arena_state;
+    struct list_head *el, *el1;
+    uint8_t is_free[JS_ARENA_SIZE / 16];
+    unsigned int i, idx, n, block_size;
+
+    for (i = 0; i < JS_ARENA_BLOCK_SIZE_COUNT; i++) {
+        block_size = arena_block_sizes[i];
+        list_for_each_safe(el, el1, &s->arena_list[i]) {
+            JSArena *ar = list_entry(el, JSArena, link);
+            JSMallocBlockHeader *b;
+            n = ar->n_blocks;
+            memset(is_free, 0, n);
+            for (idx = ar->first_free_block; idx != JS_ARENA_FREE_NIL;
+                 idx = b->u.free_next) {
+                b = arena_get_block(ar, idx, block_size);
+                is_free[idx] = 1;
+            }
+            for (idx = 0; idx < n; idx++) {
+                if (!is_free[idx]) {
+                    b = arena_get_block(ar, idx, block_size);
+                    b->ref_count = JS_RC_IMMORTAL;
+                }
+            }
+            /* out of free_arena_list: a full arena that a block is freed
+               from joins it again (js_arena_free), any other stays out */
+            init_list_head(&ar->free_link);
+            list_del(&ar->link);
+            list_add_tail(&ar->link, &s->immortal_arena_list);
+        }
+        init_list_head(&s->free_arena_list[i]);
+    }
+    /* the blocks too large for an arena that are counted */
+    list_for_each_safe(el, el1, &rt->gc_obj_list) {
+        JSGCObjectHeader *p = list_entry(el, JSGCObjectHeader, link);
+        JS_REF_COUNT(p) = JS_RC_IMMORTAL;
+        list_del(&p->link);
+        list_add_tail(&p->link, &rt->immortal_obj_list);
+    }
+    for (i = 0; i < rt->atom_size; i++) {
+        JSAtomStruct *p = rt->atom_array[i];
+        if (!atom_is_free(p))
+            JS_REF_COUNT(p) = JS_RC_IMMORTAL;
+    }
+    rt->heap_immortal = true;
 }
 
 /* Return false if not an object or if the object has already been
@@ -10185,7 +10292,9 @@ static JSProperty *add_property(JSContext *ctx,
             p->shape = new_sh;
         }
     }
-    assert(JS_REF_COUNT(p->shape) == 1);
+    /* edge patch: an unhashed shape belongs to its one object, immortal or not */
+    assert(JS_REF_COUNT(p->shape) == 1 ||
+           JS_REF_COUNT(p->shape) >= JS_RC_IMMORTAL);
     if (add_shape_property(ctx, &p->shape, p, prop, prop_flags))
         return NULL;
     return &p->prop[p->shape->prop_count - 1];
@@ -17513,7 +17622,7 @@ static JSVarRef *get_var_ref(JSContext *ctx, JSStackFrame *sf, int var_idx,
         var_ref = sf->var_refs[var_ref_idx];
         if (var_ref) {
             /* reference to the already created local variable */
-            JS_REF_COUNT(var_ref)++;
+            js_rc_inc(var_ref);
             return var_ref;
         }
 
@@ -17539,7 +17648,7 @@ static JSVarRef *get_var_ref(JSContext *ctx, JSStackFrame *sf, int var_idx,
            the coroutine itself is recovered via stack_frame->cur_gc_obj. */
         var_ref->is_coro = (sf->cur_gc_obj != NULL);
         if (sf->cur_gc_obj) {
-            JS_REF_COUNT(sf->cur_gc_obj)++;
+            js_rc_inc(sf->cur_gc_obj);
             add_gc_object(ctx->rt, &var_ref->header, JS_GC_OBJ_TYPE_VAR_REF);
         }
         return var_ref;
@@ -17592,7 +17701,7 @@ static JSValue js_closure2(JSContext *ctx, JSValue func_obj,
             case JS_CLOSURE_REF:
             case JS_CLOSURE_GLOBAL_REF:
                 var_ref = cur_var_refs[cv->var_idx];
-                JS_REF_COUNT(var_ref)++;
+                js_rc_inc(var_ref);
                 break;
             default:
                 abort();
@@ -19120,7 +19229,7 @@ static JSValue JS_CallInternal(JSContext *caller_ctx, JSValueConst func_obj,
                     goto exception;
                 if (opcode == OP_make_var_ref_ref) {
                     var_ref = var_refs[idx];
-                    JS_REF_COUNT(var_ref)++;
+                    js_rc_inc(var_ref);
                 } else {
                     var_ref = get_var_ref(ctx, sf, idx, opcode == OP_make_arg_ref);
                     if (!var_ref)
@@ -21421,7 +21530,7 @@ static void js_async_function_free0(JSRuntime *rt, JSAsyncFunctionData *s)
 
 static void js_async_function_free(JSRuntime *rt, JSAsyncFunctionData *s)
 {
-    if (--JS_REF_COUNT(s) == 0) {
+    if (js_rc_dec(s) == 0) {
         js_async_function_free0(rt, s);
     }
 }
@@ -21465,7 +21574,7 @@ static int js_async_function_resolve_create(JSContext *ctx,
             return -1;
         }
         p = JS_VALUE_GET_OBJ(resolving_funcs[i]);
-        JS_REF_COUNT(s)++;
+        js_rc_inc(s);
         p->u.async_function_data = s;
     }
     return 0;
@@ -31265,7 +31374,7 @@ static JSValue js_build_module_ns(JSContext *ctx, JSModuleDef *m)
                                   JS_PROP_VARREF);
                 if (!pr)
                     goto fail;
-                JS_REF_COUNT(var_ref)++;
+                js_rc_inc(var_ref);
                 pr->u.var_ref = var_ref;
             }
             break;
@@ -31387,7 +31496,7 @@ static int js_create_module_bytecode_function(JSContext *ctx, JSModuleDef *m)
 
     p = JS_VALUE_GET_OBJ(func_obj);
     p->u.func.function_bytecode = b;
-    JS_REF_COUNT(b)++;
+    js_rc_inc(b);
     p->u.func.home_object = NULL;
     p->u.func.var_refs = NULL;
     if (b->closure_var_count) {
@@ -31623,7 +31732,7 @@ static int js_inner_module_linking(JSContext *ctx, JSModuleDef *m,
                             JS_AtomGetStr(ctx, buf3, sizeof(buf3), res_m->module_name));
                         goto fail;
                     }
-                    JS_REF_COUNT(var_ref)++;
+                    js_rc_inc(var_ref);
                     var_refs[mi->var_idx] = var_ref;
 
                     module_trace(ctx, "local export (var_ref=%p)\n", (void *)var_ref);
@@ -31638,7 +31747,7 @@ static int js_inner_module_linking(JSContext *ctx, JSModuleDef *m,
             JSExportEntry *me = &m->export_entries[i];
             if (me->export_type == JS_EXPORT_TYPE_LOCAL) {
                 var_ref = var_refs[me->u.local.var_idx];
-                JS_REF_COUNT(var_ref)++;
+                js_rc_inc(var_ref);
                 me->u.local.var_ref = var_ref;
             }
         }
