@@ -1743,11 +1743,11 @@ static const uint16_t arena_block_sizes[JS_ARENA_BLOCK_SIZE_COUNT] = {
 };
 
 /* edge patch: the size class an allocation takes once the heap is immortal:
-   16, 32, 48, 64, 96, 128, 192, 256, 384 or 512 bytes */
+   32, 64, 128, 256 or 512 bytes */
 static const uint8_t arena_coarse_index[JS_ARENA_BLOCK_SIZE_COUNT] = {
-    0, 2, 2, 4, 4, 6, 6, 10, 10, 10, 10, 14, 14, 14, 14,
-    18, 18, 18, 18, 22, 22, 22, 22,
-    26, 26, 26, 26, 30, 30, 30, 30,
+    2, 2, 2, 6, 6, 6, 6, 14, 14, 14, 14, 14, 14, 14, 14,
+    22, 22, 22, 22, 22, 22, 22, 22,
+    30, 30, 30, 30, 30, 30, 30, 30,
 };
 
 static int arena_get_size_index(size_t size)
