@@ -108,6 +108,37 @@ fn seal_heap(runtime: &Runtime, context: &Context) {
     // SAFETY: the runtime is alive and idle (no JS is running); the call only rewrites
     // QuickJS's own allocation headers and lists.
     unsafe { JS_MakeHeapImmortal(context.get_runtime_ptr()) }
+    fill_malloc_holes();
+}
+
+unsafe extern "C" {
+    fn malloc(size: usize) -> *mut u8;
+    fn free(ptr: *mut u8);
+}
+
+/// Takes, and keeps, every free byte malloc has below the current end of linear memory:
+/// the holes initialization left between live blocks (freed sources, compile buffers) and
+/// the rest of the heap's top. What an instance allocates after the snapshot then comes
+/// from memory beyond it, rather than from those holes, where each allocation (and
+/// malloc's boundary tags around it) would make the instance copy a snapshot page.
+fn fill_malloc_holes() {
+    let end = core::arch::wasm32::memory_size::<0>() * 65536;
+    let mut size = 1 << 20;
+    while size > 0 {
+        loop {
+            // SAFETY: plain malloc and free of wasi-libc, the engine's allocator.
+            let p = unsafe { malloc(size) };
+            if p.is_null() {
+                break;
+            }
+            if p as usize + size > end {
+                // From memory grown for it: nothing of this size is left below `end`.
+                unsafe { free(p) };
+                break;
+            }
+        }
+        size /= 2;
+    }
 }
 
 struct Init;
