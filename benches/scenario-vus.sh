@@ -22,11 +22,20 @@ for _ in $(seq 1 100); do grep -q Serving "$work/native.out" 2>/dev/null && brea
 url=$(grep -o 'http://[0-9.:]*' "$work/native.out" | head -1)
 ulimit -n 65536 2>/dev/null || true
 
-# Runs loadrig with the arguments; prints "startup_ms peak_rss_mb peak_pss_mb requests".
+avail() { awk '/^MemAvailable:/ { print $2 }' /proc/meminfo; }
+# Runs loadrig with the arguments; prints "startup_ms peak_rss_mb peak_pss_mb requests
+# taken_mb", the last the largest drop of the system's MemAvailable during the run: what
+# the run took from the machine, including the kernel's share (page tables, both ends'
+# socket buffers), the target server's growth and any other process's noise.
 measure() {
+  local before low
+  before=$(avail)
+  low=$before
   "$LOADRIG" run "$@" --no-progress >"$work/out" 2>"$work/err" &
   local pid=$! rss=0 pss=0
   while kill -0 "$pid" 2>/dev/null; do
+    a=$(avail)
+    [ "$a" -lt "$low" ] && low=$a
     if [ -r "/proc/$pid/smaps_rollup" ]; then
       p=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
       r=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
@@ -39,14 +48,14 @@ measure() {
   local startup reqs
   startup=$(grep -o 'initialized in [0-9.]* ms' "$work/err" | awk '{ print $3 }')
   reqs=$(awk '$1 ~ /^http_reqs\./ { print $2 }' "$work/out")
-  echo "${startup:-0} $((rss / 1024)) $((pss / 1024)) ${reqs:-0}"
+  echo "${startup:-0} $((rss / 1024)) $((pss / 1024)) ${reqs:-0} $(((before - low) / 1024))"
 }
 report() { # name vus baseline-line line
   read -r _ rss0 pss0 _ <<<"$3"
-  read -r up rss pss reqs <<<"$4"
-  awk -v n="$1" -v v="$2" -v up="$up" -v r0="$rss0" -v p0="$pss0" -v r="$rss" -v p="$pss" -v q="$reqs" 'BEGIN {
-    printf "%-10s %6d VUs: start-up %.0f ms (%.0f µs/VU), peak RSS %d MB (%.0f KB/VU), peak PSS %d MB (%.0f KB/VU), %d requests\n",
-      n, v, up, 1000*up/v, r, 1024*(r-r0)/v, p, 1024*(p-p0)/v, q }'
+  read -r up rss pss reqs taken <<<"$4"
+  awk -v n="$1" -v v="$2" -v up="$up" -v r0="$rss0" -v p0="$pss0" -v r="$rss" -v p="$pss" -v q="$reqs" -v t="$taken" 'BEGIN {
+    printf "%-10s %6d VUs: start-up %.0f ms (%.0f µs/VU), peak RSS %d MB (%.0f KB/VU), peak PSS %d MB (%.0f KB/VU), system memory taken %d MB, %d requests\n",
+      n, v, up, 1000*up/v, r, 1024*(r-r0)/v, p, 1024*(p-p0)/v, t, q }'
 }
 js() { measure benches/scenarios/sleepy.js -e BASE_URL="$url" --vus "$1" -d "$DURATION"; }
 echo "target: native hello at $url; $VUS VUs for $DURATION (sleepy.js: one GET, then sleep 1 s)"
