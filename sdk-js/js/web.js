@@ -1635,32 +1635,50 @@
 
   const describeValue = (value) => (value === null ? "null" : typeof value === "object" ? `an object (${inspect(value, 2)})` : `${typeof value} ${inspect(value, 1)}`);
 
-  /** One request, start to finish: handler, then the response, head and body. */
-  const dispatch = async (method, url, flat) => {
+  // The handler's `env` and `context`, made once: an instance serves one request at a time
+  // (edge starts a fresh one for each), and `env` is filled on first touch, at run time.
+  let waits = [];
+  const ENV = makeEnv();
+  const CONTEXT = { waitUntil: (p) => void waits.push(Promise.resolve(p)), passThroughOnException() {} };
+
+  /**
+   * One request, start to finish: handler, then the response, head and body. Returns
+   * undefined when all of it is done, or a promise of the rest: a handler that answers at
+   * once (not async) with a body in memory costs no promise, job or async resumption.
+   */
+  const dispatch = (method, url, flat) => {
     rng = null;
     timeOrigin = native.now();
+    waits = [];
     const request = makeIncoming(method, url, flat);
-    const waits = [];
-    let response;
-    if (app) {
-      const context = { waitUntil: (p) => void waits.push(Promise.resolve(p)), passThroughOnException() {} };
-      response = app.fetch(request, makeEnv(), context);
-      // A handler that answers at once (not async) is not awaited: an await costs a
-      // promise, a job and a resumption of this function per request.
-      if (response !== null && typeof response === "object" && typeof response.then === "function") response = await response;
-    } else {
-      const event = new FetchEvent(request, waits);
-      for (const listener of listeners) {
-        if (typeof listener === "function") listener.call(globalThis, event);
-        else listener.handleEvent(event);
-      }
-      if (!event.responded) throw new Error("no fetch listener called event.respondWith()");
-      response = await event.response;
+    if (!app) return dispatchEvent(request, method);
+    const response = app.fetch(request, ENV, CONTEXT);
+    if (response !== null && typeof response === "object" && typeof response.then === "function")
+      return Promise.resolve(response).then((settled) => respond(settled, method));
+    return respond(response, method);
+  };
+
+  const dispatchEvent = async (request, method) => {
+    const event = new FetchEvent(request, waits);
+    for (const listener of listeners) {
+      if (typeof listener === "function") listener.call(globalThis, event);
+      else listener.handleEvent(event);
     }
+    if (!event.responded) throw new Error("no fetch listener called event.respondWith()");
+    await respond(await event.response, method);
+  };
+
+  /** Checks and sends the handler's response; a promise if streaming or `waitUntil` remain. */
+  const respond = (response, method) => {
     if (!(response instanceof Response))
       throw new TypeError(`the fetch handler must return a Response, not ${describeValue(response)}`);
     if (response.type === "error") throw new TypeError("the fetch handler returned Response.error()");
     const streaming = send(response, method === "HEAD");
+    if (streaming || waits.length > 0) return finish(streaming);
+    return undefined;
+  };
+
+  const finish = async (streaming) => {
     if (streaming) await streaming;
     if (waits.length > 0)
       for (const outcome of await Promise.allSettled(waits))

@@ -225,11 +225,18 @@ impl Engine {
                     .restore(&ctx)
                     .map_err(|e| e.to_string())?;
                 let dispatch: Function = hooks.get("dispatch").map_err(|e| e.to_string())?;
-                let done: Promise = dispatch
+                // A promise of what is left, or undefined when the response is out.
+                let done: Value = dispatch
                     .call((method, url, headers))
                     .catch(&ctx)
                     .map_err(describe)?;
-                settle(&ctx, &hooks, done)
+                match done.into_promise() {
+                    Some(promise) => settle(&ctx, &hooks, promise),
+                    None => {
+                        while ctx.execute_pending_job() {}
+                        Ok(())
+                    }
+                }
             })();
             if let Err(message) = outcome {
                 log_error(&format!("Uncaught {message}\n"));
