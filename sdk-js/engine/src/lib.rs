@@ -123,7 +123,9 @@ unsafe extern "C" {
 /// malloc's boundary tags around it) would make the instance copy a snapshot page.
 fn fill_malloc_holes() {
     let end = core::arch::wasm32::memory_size::<0>() * 65536;
-    let mut size = 1 << 20;
+    // From 64 KiB down: larger holes are taken 64 KiB at a time, and the request that no
+    // longer fits grows memory by as little as malloc grows it.
+    let mut size = 1 << 16;
     while size > 0 {
         loop {
             // SAFETY: plain malloc and free of wasi-libc, the engine's allocator.
