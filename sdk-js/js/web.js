@@ -1153,6 +1153,8 @@
   // A body is null, bytes (Uint8Array), a ReadableStream, or INCOMING (the request body,
   // still with the host).
   const INCOMING = Symbol("incoming");
+  // What an absent RequestInit or ResponseInit reads as (frozen: nothing may change it).
+  const NO_INIT = Object.freeze({});
 
   const extractBody = (init) => {
     if (init === null || init === undefined) return [null, null];
@@ -1267,7 +1269,10 @@
   };
 
   let makeIncoming;
-  let incoming = null;
+  // The request being served, while `makeIncoming` constructs its Request.
+  let incomingMethod = null;
+  let incomingUrl = null;
+  let incomingFlat = null;
   class Request extends Body {
     #method = "GET";
     #url;
@@ -1278,24 +1283,28 @@
     #signal = null;
     static {
       makeIncoming = (method, url, headers) => {
-        incoming = { method, url, flat: headers };
+        incomingMethod = method;
+        incomingUrl = url;
+        incomingFlat = headers;
         try {
           return new Request(INCOMING);
         } finally {
-          incoming = null;
+          incomingMethod = incomingUrl = incomingFlat = null;
         }
       };
     }
-    constructor(input, init = {}) {
+    constructor(input, init) {
       super();
-      if (input === INCOMING && incoming) {
+      if (input === INCOMING && incomingUrl !== null) {
         // The request being served: its body stays with the host until read.
-        this.#method = incoming.method;
-        this.#url = incoming.url;
-        this.#flat = incoming.flat;
-        Body.init(this, incoming.method === "GET" || incoming.method === "HEAD" ? null : INCOMING);
+        this.#method = incomingMethod;
+        this.#url = incomingUrl;
+        this.#flat = incomingFlat;
+        Body.init(this, incomingMethod === "GET" || incomingMethod === "HEAD" ? null : INCOMING);
         return;
       }
+      // An absent init is an empty one (WebIDL: undefined and null alike).
+      if (init === undefined || init === null) init = NO_INIT;
       let body = null;
       if (input instanceof Request) {
         this.#method = input.#method;
@@ -1370,8 +1379,9 @@
         response.#type = "basic";
       };
     }
-    constructor(body = null, init = {}) {
+    constructor(body = null, init) {
       super();
+      if (init === undefined || init === null) init = NO_INIT;
       const status = init.status === undefined ? 200 : Number(init.status);
       if (!Number.isInteger(status) || status < 200 || status > 599)
         throw new RangeError(`Response: status ${init.status} is not in the range 200 to 599`);
@@ -1689,13 +1699,12 @@
   const send = (response, head) => {
     const body = Body.take(response);
     const headers = response.headers;
-    if (body instanceof Uint8Array && !head && !headers.has("content-length") && !headers.has("transfer-encoding"))
-      headers.set("content-length", String(body.length));
     if (body === null || head) {
       native.respond(response.status, flatHeaders(headers), EMPTY);
       if (body instanceof ReadableStream) return body.cancel();
     } else if (body instanceof Uint8Array) {
-      native.respond(response.status, flatHeaders(headers), body);
+      // `true`: the host adds content-length unless the headers have it or transfer-encoding.
+      native.respond(response.status, flatHeaders(headers), body, true);
     } else if (body === INCOMING) {
       native.respond(response.status, flatHeaders(headers));
       for (let chunk = native.read(); chunk !== undefined; chunk = native.read()) native.write(chunk);

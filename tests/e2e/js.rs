@@ -345,6 +345,8 @@ async fn the_javascript_examples_build_and_answer() {
     assert_eq!(hello.status, 200);
     assert_eq!(hello.body, "Hello from edge!\n");
     assert_eq!(hello.headers["content-type"], "text/plain; charset=utf-8");
+    // A body in memory is sent with its length (added by the engine's host side).
+    assert_eq!(hello.headers["content-length"], "17");
 
     let list = get(
         edge.addr,

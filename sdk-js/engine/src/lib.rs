@@ -423,13 +423,27 @@ fn native_read<'js>(ctx: Ctx<'js>) -> rquickjs::Result<Option<TypedArray<'js, u8
 
 /// Sends the response head: `headers` is `[name, value, name, value, …]`. With `body`, the
 /// whole response: the body is written and finished in the same call (the common case of a
-/// body in memory, one crossing instead of three).
+/// body in memory, one crossing instead of three); with `sized` as well, a `content-length`
+/// is added unless the headers frame the body themselves.
 fn native_respond<'js>(
     ctx: Ctx<'js>,
     status: u16,
-    headers: Vec<String>,
+    mut headers: Vec<String>,
     content: Opt<TypedArray<'js, u8>>,
+    sized: Opt<bool>,
 ) -> rquickjs::Result<()> {
+    // `sized`: the body is all in `content`; say its length unless the app said how the
+    // body is framed (the names come lower-cased from Headers).
+    if sized.0 == Some(true)
+        && let Some(bytes) = &content.0
+        && !headers
+            .iter()
+            .step_by(2)
+            .any(|name| name == "content-length" || name == "transfer-encoding")
+    {
+        headers.push(String::from("content-length"));
+        headers.push(bytes.len().to_string());
+    }
     let fields = fields_from_flat(&headers).map_err(|m| Exception::throw_type(&ctx, &m))?;
     let response = OutgoingResponse::new(fields);
     response
