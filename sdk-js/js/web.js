@@ -372,7 +372,9 @@
           this.append(entry[0], entry[1]);
         }
       } else if (typeof init === "object") {
-        for (const name of Object.keys(init)) this.append(name, init[name]);
+        // An index loop: for-of would make an array iterator (a hot path: response headers).
+        const names = Object.keys(init);
+        for (let i = 0; i < names.length; i++) this.append(names[i], init[names[i]]);
       } else {
         throw new TypeError("Headers: init must be an object, an iterable of pairs or Headers");
       }
@@ -1156,14 +1158,26 @@
   // What an absent RequestInit or ResponseInit reads as (frozen: nothing may change it).
   const NO_INIT = Object.freeze({});
 
+  // The content type the last extractBody call found (null: none); read right after it, so
+  // a body costs no [bytes, type] array.
+  let extractedType = null;
+  const TEXT = "text/plain;charset=UTF-8";
   const extractBody = (init) => {
-    if (init === null || init === undefined) return [null, null];
-    if (typeof init === "string") return [native.encode(init), "text/plain;charset=UTF-8"];
-    if (init instanceof URLSearchParams) return [native.encode(init.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
-    if (init instanceof ReadableStream) return [init, null];
+    extractedType = null;
+    if (init === null || init === undefined) return null;
+    if (typeof init === "string") {
+      extractedType = TEXT;
+      return native.encode(init);
+    }
+    if (init instanceof URLSearchParams) {
+      extractedType = "application/x-www-form-urlencoded;charset=UTF-8";
+      return native.encode(init.toString());
+    }
+    if (init instanceof ReadableStream) return init;
     const bytes = asBytes(init);
-    if (bytes) return [bytes.slice(), null];
-    return [native.encode(String(init)), "text/plain;charset=UTF-8"];
+    if (bytes) return bytes.slice();
+    extractedType = TEXT;
+    return native.encode(String(init));
   };
 
   const readAll = async (body) => {
@@ -1321,9 +1335,8 @@
       if (init.redirect !== undefined) this.#redirect = String(init.redirect);
       if (init.signal !== undefined) this.#signal = init.signal;
       if (init.body !== undefined && init.body !== null) {
-        const extracted = extractBody(init.body);
-        const bytes = extracted[0];
-        const type = extracted[1];
+        const bytes = extractBody(init.body);
+        const type = extractedType;
         body = bytes;
         if (type && !this.#headers.has("content-type")) this.#headers.set("content-type", type);
       }
@@ -1388,10 +1401,8 @@
       this.#status = status;
       this.#statusText = init.statusText === undefined ? "" : String(init.statusText);
       this.#headers = new Headers(init.headers);
-      // Indexed, not destructured: array destructuring runs the iterator protocol.
-      const extracted = extractBody(body);
-      const bytes = extracted[0];
-      const type = extracted[1];
+      const bytes = extractBody(body);
+      const type = extractedType;
       if (bytes !== null && NULL_BODY.has(status)) throw new TypeError(`Response with status ${status} cannot have a body`);
       if (type && !this.#headers.has("content-type")) this.#headers.set("content-type", type);
       Body.init(this, bytes);
