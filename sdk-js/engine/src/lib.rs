@@ -97,6 +97,9 @@ unsafe extern "C" {
     /// QuickJS as patched in `vendor/rquickjs-sys`: every block allocated so far becomes
     /// immortal (its reference count is never written again, it is never freed).
     fn JS_MakeHeapImmortal(rt: *mut rquickjs::qjs::JSRuntime);
+    /// wasi-libc's allocator, the engine's (for `fill_malloc_holes`).
+    fn malloc(size: usize) -> *mut u8;
+    fn free(ptr: *mut u8);
 }
 
 /// The last step of initialization, just before the snapshot: collects what it left
@@ -109,11 +112,6 @@ fn seal_heap(runtime: &Runtime, context: &Context) {
     // QuickJS's own allocation headers and lists.
     unsafe { JS_MakeHeapImmortal(context.get_runtime_ptr()) }
     fill_malloc_holes();
-}
-
-unsafe extern "C" {
-    fn malloc(size: usize) -> *mut u8;
-    fn free(ptr: *mut u8);
 }
 
 /// Takes, and keeps, every free byte malloc has below the current end of linear memory:
