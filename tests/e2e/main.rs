@@ -9,6 +9,10 @@ mod support;
 /// Routing, fresh instances, Server-Timing, bad app files, admission limits.
 mod serve;
 
+/// wasi:http conformance: streamed and sized bodies both ways, trailers, early drops,
+/// guests that answer badly.
+mod conformance;
+
 /// Hostile guests: traps, infinite loops, memory bombs.
 mod limits;
 
