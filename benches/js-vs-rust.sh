@@ -7,7 +7,7 @@
 #   2. server-side per-request times from Server-Timing (instantiate, handle) at c=1.
 #   3. the JS build itself: component size and `edge build` time.
 #
-#   bash benches/js-vs-rust.sh        # ROUNDS=3 DURATION=5s CONNS=16
+#   bash benches/js-vs-rust.sh        # ROUNDS=3 DURATION=5s CONNS=16; EDGE=PATH for another build
 #
 # Target (issue 6): JS hello within 3x of the Rust hello per request. Loopback only.
 set -euo pipefail
@@ -25,10 +25,10 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir "$work/apps"
 cp target/wasm/wasm32-wasip2/release/hello.wasm "$work/apps/rust.wasm"
 start=$(date +%s%N)
-target/release/edge build examples/js/hello.js -o "$work/apps/js.wasm" 2>"$work/build.txt"
+"${EDGE:-target/release/edge}" build examples/js/hello.js -o "$work/apps/js.wasm" 2>"$work/build.txt"
 build_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
-taskset -c 0 target/release/edge serve "$work/apps" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
+taskset -c 0 "${EDGE:-target/release/edge}" serve "$work/apps" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
   --cache-dir "$work/cache" >"$work/edge.out" 2>&1 &
 for _ in $(seq 1 300); do grep -q "Serving HTTP" "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
 url=$(grep -o 'Serving HTTP on http://[0-9.:]*/' "$work/edge.out" | sed 's/Serving HTTP on //')

@@ -17,7 +17,8 @@ unset RUST_BACKTRACE
 rustup target add wasm32-wasip2 >/dev/null
 (cd examples/apps && cargo build --release --quiet --bin hello --target wasm32-wasip2 --target-dir ../../target/wasm)
 cargo build --release --quiet -p edge
-# WORK=DIR keeps the apps and the filled cache there for the next run.
+# WORK=DIR keeps the apps and the filled cache there for the next run; EDGE=PATH runs
+# another edge binary (an A/B against an older build).
 if [ -n "${WORK:-}" ]; then
   work=$WORK; mkdir -p "$work"
 else
@@ -25,5 +26,5 @@ else
 fi
 # Thousands of apps: each compiled-code file stays open (mapped) while its app serves.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-python3 benches/startup.py target/release/edge target/wasm/wasm32-wasip2/release/hello.wasm \
+python3 benches/startup.py "${EDGE:-target/release/edge}" target/wasm/wasm32-wasip2/release/hello.wasm \
   "$work" "$APPS" "$ROUNDS" "$LISTING_APPS"

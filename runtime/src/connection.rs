@@ -157,10 +157,11 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(2);
 pub const TRIM_AFTER_PARKED: usize = 256;
 
 /// Starts a thread that gives the buffers parked connections freed back to the operating
-/// system. glibc's allocator keeps freed memory inside its heap, between the small
-/// allocations that stay live, so without this a crowd of connections that came, asked
-/// once and went idle keeps the server's RSS at its peak (measured: 10 000 idle
-/// connections kept 156 MiB resident; see docs/benchmarks.md). It trims at most every
+/// system ([`crate::alloc::release_freed_memory`]). An allocator keeps freed memory inside
+/// its heap, between the small allocations that stay live, so without this a crowd of
+/// connections that came, asked once and went idle could keep the server's RSS at its
+/// peak (measured with glibc's malloc: 10 000 idle connections kept 156 MiB resident; see
+/// docs/benchmarks.md). It trims at most every
 /// [`TRIM_EVERY`], and only after [`TRIM_AFTER_PARKED`] parkings, so a steady server never
 /// pays for it.
 pub fn start_trimmer() {
@@ -170,21 +171,10 @@ pub fn start_trimmer() {
             loop {
                 std::thread::sleep(TRIM_EVERY);
                 if PARKED.swap(0, Ordering::Relaxed) >= TRIM_AFTER_PARKED {
-                    trim();
+                    crate::alloc::release_freed_memory();
                 }
             }
         });
-}
-
-/// `malloc_trim(3)`: returns the free pages of every glibc arena to the system.
-#[allow(unsafe_code)]
-fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` takes a plain integer and only releases memory the allocator
-    // holds as free; it takes the arenas' own locks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Whether a new connection opens with the HTTP/2 preface, looking without consuming.

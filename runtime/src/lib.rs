@@ -13,6 +13,7 @@
 //! path; [`server`] is the hyper front end.
 
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod cluster;
 pub mod commands;

@@ -219,3 +219,27 @@ fn bad_flags_fail_before_listening_with_a_clear_message() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn the_allocator_is_set_up_before_anything_is_allocated() {
+    // mimalloc prints its options as it initializes when asked to: the loader must have run
+    // `edge::alloc::configure` before that, or the first arena stays eagerly committed.
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("--version")
+        .env("MIMALLOC_VERBOSE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("option 'arena_eager_commit': 0"), "{log}");
+    assert!(log.contains("option 'purge_delay': 10"), "{log}");
+    // The environment still decides where it speaks.
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("--version")
+        .env("MIMALLOC_VERBOSE", "1")
+        .env("MIMALLOC_PURGE_DELAY", "250")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("option 'purge_delay': 250"), "{log}");
+}
