@@ -16,6 +16,10 @@ use http_body_util::BodyExt;
 mod support;
 use support::{get, hello_wasm, load, loader};
 
+/// The `edge` binary's allocator (see `edge::alloc`), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench_request(c: &mut Criterion) {
     let wasm = std::fs::read(hello_wasm()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

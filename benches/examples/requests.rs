@@ -14,7 +14,12 @@ use http_body_util::BodyExt;
 #[path = "../benches/support/mod.rs"]
 mod support;
 
+/// The `edge` binary's allocator (see `edge::alloc`), so the count is the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    edge::alloc::configure();
     let mut args = std::env::args().skip(1);
     let n: usize = args
         .next()
