@@ -3,7 +3,7 @@
 //! The `edge` binary allocates through mimalloc (`#[global_allocator]` in `main.rs`):
 //! glibc's malloc was ~11 % of a served hello request's CPU (`_int_malloc`, `_int_free`,
 //! `malloc_consolidate`), and mimalloc serves the same requests faster (the Rust hello
-//! ~9 %, the JS hello ~4 %: `benches/ab-serve.sh`, `benches/js-vs-rust.sh`; figures in
+//! ~9 %, the JS hello 0–4 %: `benches/ab-serve.sh`, `benches/js-vs-rust.sh`; figures in
 //! `docs/benchmarks.md`, "The allocator"). Its defaults hold arenas committed and keep
 //! freed memory for a second, which nearly doubled the server's resident memory with
 //! 10 000 idle connections (`benches/keepalive.sh`: 185 MiB against glibc's 94);

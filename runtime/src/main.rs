@@ -21,6 +21,9 @@ static CONFIGURE_ALLOCATOR: extern "C" fn() = {
 };
 
 fn main() -> ExitCode {
+    // Elsewhere there is no loader hook: as early as it gets.
+    #[cfg(not(target_os = "linux"))]
+    edge::alloc::configure();
     let cli = edge::commands::Cli::parse();
     match cli.command.execute() {
         Ok(()) => ExitCode::SUCCESS,
