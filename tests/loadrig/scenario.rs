@@ -490,3 +490,37 @@ fn the_open_model_keeps_its_schedule_through_a_stall() {
     );
     assert!(metric(&doc, "iteration_duration", "max") >= 200.0);
 }
+
+/// Past `LOADRIG_UNCHECKED_VUS` VUs (24 576 unless set), VUs run on bounds-checked
+/// memories: the same results, the same memory limit, and a note that says so.
+#[test]
+fn many_vus_run_on_bounds_checked_memories() {
+    let base = api();
+    let run = |exec: &str, bound: &str| {
+        let options = format!(
+            r#"{{"scenarios": {{"s": {{"executor": "per-vu-iterations", "vus": 3, "iterations": 2, "exec": "{exec}"}}}}}}"#
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_loadrig"))
+            .args(["run", scenario(), "-e", &format!("BASE_URL={base}")])
+            .args(["-e", &format!("OPTIONS={options}"), "-e", "PATH_TO_GET=/"])
+            .env("LOADRIG_UNCHECKED_VUS", bound)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        (o.status.code().unwrap_or(-1), out, err)
+    };
+    let note = "this run has 3 VUs; above 2, loadrig bounds-checks";
+    let (code, out, err) = run("get", "2");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains(note), "{err}");
+    assert!(out.contains("✓ get is 200  100.00% — ✓ 6 / ✗ 0"), "{out}");
+    // The VU memory limit holds there too.
+    let (code, out, err) = run("hostile_memory", "2");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains(note) && err.contains("trapped"), "{err}");
+    // Within the bound, no note.
+    let (code, out, err) = run("get", "3");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("bounds-checks"), "{err}");
+}

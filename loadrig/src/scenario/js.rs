@@ -46,7 +46,7 @@ pub fn build(script: &Path, env: &[(String, String)]) -> anyhow::Result<Vec<u8>>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| String::from("script.js"));
-    let engine = super::vu_engine()?;
+    let engine = super::vu_engine(super::Memories::Unchecked)?;
     let _ticker = super::Ticker::start(&engine);
     let linker = vu::linker(&engine)?;
     let stderr = MemoryOutputPipe::new(MAX_OUTPUT);
