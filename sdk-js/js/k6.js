@@ -323,7 +323,8 @@
       path = u.pathname + u.search;
       hostname = u.hostname;
     }
-    parts = [`${scheme}\0${authority}\0${path}`, hostname, path];
+    // The last: the head of a GET, made once.
+    parts = [`${scheme}\0${authority}\0${path}`, hostname, path, `GET\0${scheme}\0${authority}\0${path}`];
     if (splitCache.size >= 64) splitCache.clear();
     splitCache.set(href, parts);
     return parts;
@@ -334,8 +335,27 @@
 
   const request = (method, url, body, params) => send(String(method).toUpperCase(), url, body, params);
 
-  // `method` in upper case.
-  function send(method, url, body, params) {
+  // The User-Agent header alone, packed, for `agent`.
+  const plainFlat = (agent) =>
+    plainHeaders !== undefined && plainHeaders[0] === agent ? plainHeaders[1] : (plainHeaders = [agent, `User-Agent\0${agent}`])[1];
+
+  // `http.get(url)` without params while the jar is empty: what most scripts do most. The
+  // same request `send` makes, with less to decide; an answer that needs more than a
+  // Response (an error, a redirect, a cookie) is finished by `send`.
+  function plainGet(href) {
+    const agent = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
+    const parts = splitUrl(href);
+    const bodyMode = options.discardResponseBodies ? 0 : 1;
+    const r = n.http(parts[3], plainFlat(agent), undefined, "", 60000, bodyMode);
+    const status = r[0];
+    if (status === 0 || r[10] || status === 301 || status === 302 || status === 303 || status === 307 || status === 308)
+      return send("GET", href, null, undefined, r);
+    return new Response(status, r[2], href, "HTTP/1.1", "", 0, [r, r[1], null, "GET", href, null, null, agent]);
+  }
+
+  // `method` in upper case; `answer`, if given, is the host's answer to the first request
+  // (already sent by `plainGet`).
+  function send(method, url, body, params, answer) {
     let href = typeof url === "object" && url !== null && url.url ? url.url : String(url);
     const named = typeof url === "object" && url !== null && url.name;
     const maxRedirects = params?.redirects ?? options.maxRedirects ?? 10;
@@ -375,26 +395,32 @@
     // What the host does with the response body: 0 drop it, 1 text, 2 bytes.
     const bodyMode = responseType === "text" ? 1 : responseType === "binary" ? 2 : 0;
     for (;;) {
-      const [head, hostname, path] = splitUrl(href);
-      let flat;
-      const fromJar = jar.size === 0 ? "" : cookieHeader(hostname, path);
-      if (headers === null && fromJar === "" && !params?.cookies) {
-        flat = plainHeaders !== undefined && plainHeaders[0] === agent ? plainHeaders[1] : (plainHeaders = [agent, `User-Agent\0${agent}`])[1];
-      } else {
-        const list = [];
-        let mine = "";
-        const hs = headers || { "User-Agent": agent };
-        for (const k in hs) {
-          if (k.length === 6 && k.toLowerCase() === "cookie") mine = hs[k];
-          else list.push(k, hs[k]);
+      const parts = splitUrl(href);
+      const hostname = parts[1];
+      const path = parts[2];
+      let r = answer;
+      answer = undefined;
+      if (r === undefined) {
+        let flat;
+        const fromJar = jar.size === 0 ? "" : cookieHeader(hostname, path);
+        if (headers === null && fromJar === "" && !params?.cookies) {
+          flat = plainFlat(agent);
+        } else {
+          const list = [];
+          let mine = "";
+          const hs = headers || { "User-Agent": agent };
+          for (const k in hs) {
+            if (k.length === 6 && k.toLowerCase() === "cookie") mine = hs[k];
+            else list.push(k, hs[k]);
+          }
+          const cookie = mine && fromJar ? `${mine}; ${fromJar}` : mine || fromJar;
+          if (cookie) list.push("Cookie", cookie);
+          if (params?.cookies) for (const [k, v] of Object.entries(params.cookies)) list.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
+          flat = list.join("\0");
         }
-        const cookie = mine && fromJar ? `${mine}; ${fromJar}` : mine || fromJar;
-        if (cookie) list.push("Cookie", cookie);
-        if (params?.cookies) for (const [k, v] of Object.entries(params.cookies)) list.push("Cookie", `${k}=${typeof v === "object" ? v.value : v}`);
-        flat = list.join("\0");
+        const sent = payload == null ? undefined : bytesOf(payload);
+        r = n.http(`${method}\0${parts[0]}`, flat, sent, packedTags, +timeout, bodyMode);
       }
-      const sent = payload == null ? undefined : bytesOf(payload);
-      const r = n.http(`${method}\0${head}`, flat, sent, packedTags, +timeout, bodyMode);
       const status = r[0];
       if (status === 0) return new Response(0, null, href, "", r[1], errorCode(r[1]), [r, {}, cookies, method, href, headers, payload, agent]);
       // Headers are parsed now only when they matter to the VU: a redirect to follow, or
@@ -431,7 +457,7 @@
 
   const http = {
     request,
-    get: (url, params) => send("GET", url, null, params),
+    get: (url, params) => (params === undefined && typeof url === "string" && jar.size === 0 ? plainGet(url) : send("GET", url, null, params)),
     head: (url, params) => send("HEAD", url, null, params),
     post: (url, body, params) => send("POST", url, body, params),
     put: (url, body, params) => send("PUT", url, body, params),

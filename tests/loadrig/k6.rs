@@ -63,7 +63,7 @@ fn every_supported_k6_api_item_behaves_as_in_k6() {
         "checks that failed or never ran: {failed:#?}\n{out}\n{err}"
     );
     // Every row of the table ran: a check that silently disappears fails here.
-    assert_eq!(all.len(), 58, "checks that ran:\n{all:#?}");
+    assert_eq!(all.len(), 60, "checks that ran:\n{all:#?}");
     let groups: Vec<&str> = all.iter().map(|c| c.0.as_str()).collect();
     assert!(
         groups.contains(&"::http") && groups.contains(&"::http::nested"),
