@@ -877,19 +877,19 @@ impl AsyncWrite for TimedStream {
 /// `tokio::time::timeout` costs, and which was the largest user-space cost in profiles):
 /// one long-lived sleep per connection that, when it fires, either times the request out or
 /// moves on to the current request's deadline.
-struct Watchdog {
+pub(crate) struct Watchdog {
     sleep: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Watchdog {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Watchdog {
             sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
         }
     }
 
     /// Runs `fut` to completion, or returns `None` once `deadline` has passed.
-    async fn run<F: Future>(&mut self, fut: F, deadline: Instant) -> Option<F::Output> {
+    pub(crate) async fn run<F: Future>(&mut self, fut: F, deadline: Instant) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
         let sleep = &mut self.sleep;
         if sleep.deadline() > deadline.into() {

@@ -90,10 +90,18 @@ pub struct Response {
 pub struct Captured {
     /// The minor HTTP version (`1` for HTTP/1.1).
     pub version: u8,
-    /// Header names as sent, and values.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header names as sent and their values, packed `name\0value\0name\0value` (one
+    /// allocation; neither can hold a NUL, which httparse refuses), `Transfer-Encoding`
+    /// left out: the body is de-chunked. [`header_pairs`] splits them.
+    pub headers: Vec<u8>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
+}
+
+/// Headers packed as [`Captured::headers`] are, name and value.
+pub fn header_pairs(packed: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut parts = packed.split(|&b| b == 0);
+    std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
 }
 
 enum Framing {
@@ -212,12 +220,17 @@ impl Conn {
                 out.headers.clear();
                 out.body.clear();
                 out.version = version;
-                out.headers.extend(
-                    parsed
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.to_owned(), h.value.to_vec())),
-                );
+                for h in parsed.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        continue;
+                    }
+                    if !out.headers.is_empty() {
+                        out.headers.push(0);
+                    }
+                    out.headers.extend_from_slice(h.name.as_bytes());
+                    out.headers.push(0);
+                    out.headers.extend_from_slice(h.value);
+                }
             }
             for h in parsed.headers.iter() {
                 if h.name.eq_ignore_ascii_case("content-length") {

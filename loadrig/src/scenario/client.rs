@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::drive::Watchdog;
 use crate::h1::{self, Captured};
 use crate::record::{ErrorKind, Results, Sample};
 use crate::summary::MetricType;
@@ -68,6 +69,9 @@ pub struct Client {
     pub next_tags: Vec<(String, String)>,
     /// The last request's phases.
     pub last: Arc<Mutex<Option<Timings>>>,
+    /// The request timeout's timer, kept from request to request (a VU makes one at a
+    /// time; one made meanwhile gets its own).
+    watchdog: Arc<Mutex<Option<Watchdog>>>,
 }
 
 impl Client {
@@ -87,6 +91,7 @@ impl Client {
             group: String::new(),
             next_tags: Vec::new(),
             last: Default::default(),
+            watchdog: Default::default(),
         }
     }
 
@@ -136,12 +141,64 @@ pub struct Request {
     pub timeout: Duration,
 }
 
+/// A request ready for the wire: checked, its address parsed if it is one, encoded.
+#[derive(Clone)]
+pub struct Prepared {
+    method: http::Method,
+    authority: http::uri::Authority,
+    /// The path and query.
+    path: Arc<str>,
+    /// The destination, when the authority is an address (no lookup needed).
+    ip: Option<SocketAddr>,
+    encoded: Bytes,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl Request {
+    /// Checks and encodes the request.
+    pub fn prepare(self) -> Result<Prepared, HttpError> {
+        if self.scheme != "http" {
+            return Err(HttpError::InternalError(Some(format!(
+                "loadrig speaks plain HTTP/1.1 only; `{}://` is not supported yet",
+                self.scheme
+            ))));
+        }
+        let host = self
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = self.authority.port_u16().unwrap_or(80);
+        let ip = host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port));
+        let encoded = h1::encode_request(
+            &self.method,
+            &self.path,
+            self.authority.as_str(),
+            &self.headers,
+            &self.body,
+        );
+        Ok(Prepared {
+            method: self.method,
+            authority: self.authority,
+            path: self.path.into(),
+            ip,
+            encoded,
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+        })
+    }
+}
+
 /// A response, read whole.
 pub struct Reply {
     /// The status code.
     pub status: u16,
-    /// Header names as received, and values.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header names as received and values, packed as [`Captured::headers`] are.
+    pub headers: Vec<u8>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
     /// Its phases.
@@ -160,6 +217,7 @@ pub struct Flight {
     tags: Option<Vec<(String, String)>>,
     last: Arc<Mutex<Option<Timings>>>,
     called: u64,
+    watchdog: Arc<Mutex<Option<Watchdog>>>,
 }
 
 impl Client {
@@ -183,6 +241,7 @@ impl Client {
             tags: tagged.then(|| self.tags(extra)),
             last: self.last.clone(),
             called: self.clock.now(),
+            watchdog: self.watchdog.clone(),
         }
     }
 }
@@ -191,6 +250,12 @@ impl Flight {
     /// Resolves, sends and reads `request` on one of the VU's connections, and records it
     /// with k6's phases and tags.
     pub async fn send(self, request: Request) -> Result<Reply, HttpError> {
+        self.send_prepared(request.prepare()?).await
+    }
+
+    /// As [`Flight::send`], for a request already prepared (a VU that sends the same
+    /// request again reuses its [`Prepared`]).
+    pub async fn send_prepared(self, request: Prepared) -> Result<Reply, HttpError> {
         let Flight {
             pool,
             resolved,
@@ -200,53 +265,41 @@ impl Flight {
             tags,
             last,
             called,
+            watchdog,
         } = self;
-        if request.scheme != "http" {
-            return Err(HttpError::InternalError(Some(format!(
-                "loadrig speaks plain HTTP/1.1 only; `{}://` is not supported yet",
-                request.scheme
-            ))));
-        }
         let authority = &request.authority;
-        let port = authority.port_u16().unwrap_or(80);
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
         // An address needs no lookup; a name is resolved once per VU (the lookup is a
         // blocking call on another thread, which would cost every request a hand-off).
-        let cached = resolved
-            .lock()
-            .expect("dns lock")
-            .get(authority.as_str())
-            .copied();
-        let addr = match (host.parse::<std::net::IpAddr>(), cached) {
-            (Ok(ip), _) => SocketAddr::new(ip, port),
-            (_, Some(addr)) => addr,
-            _ => {
-                let addr = tokio::net::lookup_host((host, port))
-                    .await
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .ok_or(HttpError::DestinationNotFound)?;
-                resolved
+        let addr = match request.ip {
+            Some(addr) => addr,
+            None => {
+                let cached = resolved
                     .lock()
                     .expect("dns lock")
-                    .insert(authority.as_str().to_owned(), addr);
-                addr
+                    .get(authority.as_str())
+                    .copied();
+                match cached {
+                    Some(addr) => addr,
+                    None => {
+                        let port = authority.port_u16().unwrap_or(80);
+                        let addr = tokio::net::lookup_host((authority.host(), port))
+                            .await
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .ok_or(HttpError::DestinationNotFound)?;
+                        resolved
+                            .lock()
+                            .expect("dns lock")
+                            .insert(authority.as_str().to_owned(), addr);
+                        addr
+                    }
+                }
             }
         };
-        let method = request.method;
-        let encoded = h1::encode_request(
-            &method,
-            &request.path,
-            authority.as_str(),
-            &request.headers,
-            &request.body,
-        );
+        let method = request.method.clone();
         let out = Outgoing {
             addr,
-            encoded,
+            encoded: request.encoded.clone(),
             head_only: method == http::Method::HEAD,
             connect_timeout: request.connect_timeout,
             timeout: request.timeout,
@@ -255,10 +308,16 @@ impl Flight {
         // back to when it would have started on schedule.
         let intended = called.saturating_sub(lateness);
         let mut captured = Captured::default();
-        let outcome = exchange(&pool, &out, clock, &mut captured).await;
+        let mut timer = watchdog
+            .lock()
+            .expect("watchdog lock")
+            .take()
+            .unwrap_or_else(Watchdog::new);
+        let outcome = exchange(&pool, &out, clock, &mut captured, &mut timer).await;
+        *watchdog.lock().expect("watchdog lock") = Some(timer);
         let ended = clock.now();
         let mut tags = tags.map(|mut tags| {
-            let url = format!("http://{}{}", authority.as_str(), request.path);
+            let url = format!("http://{}{}", authority.as_str(), &*request.path);
             for (k, v) in [
                 ("method", method.as_str().to_owned()),
                 ("url", url.clone()),
@@ -403,15 +462,10 @@ impl WasiHttpHooks for Client {
             };
             let reply = flight.send(request).await?;
             let mut response = http::Response::builder().status(reply.status);
-            for (name, value) in reply.headers {
-                // The body is handed over whole and de-chunked.
-                if name.eq_ignore_ascii_case("transfer-encoding") {
-                    continue;
-                }
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_bytes(&value),
-                ) {
+            for (name, value) in h1::header_pairs(&reply.headers) {
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+                {
                     response = response.header(n, v);
                 }
             }
@@ -439,32 +493,34 @@ async fn exchange(
     out: &Outgoing,
     clock: Clock,
     captured: &mut Captured,
+    watchdog: &mut Watchdog,
 ) -> Result<Exchanged, ErrorKind> {
     let pooled = pool
         .lock()
         .expect("pool lock")
         .get_mut(&out.addr)
         .and_then(Vec::pop);
-    let deadline = tokio::time::Instant::now() + out.timeout;
+    let deadline = std::time::Instant::now() + out.timeout;
     // A kept-alive connection the server closed meanwhile fails at once with nothing
     // read: retry that once on a new connection, as every HTTP client does.
     if let Some(mut conn) = pooled {
         let (in0, out0) = (conn.bytes_in, conn.bytes_out);
         let started = clock.now();
-        let r = tokio::time::timeout_at(
-            deadline,
-            conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
-        )
-        .await;
+        let r = watchdog
+            .run(
+                conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
+                deadline,
+            )
+            .await;
         match r {
-            Ok(Ok(resp)) => {
+            Some(Ok(resp)) => {
                 let bytes = (conn.bytes_in - in0, conn.bytes_out - out0);
                 give_back(pool, out.addr, conn);
                 return Ok((resp, 0, started, bytes, false));
             }
-            Ok(Err(ErrorKind::Closed | ErrorKind::Reset)) if conn.bytes_in == in0 => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(ErrorKind::Timeout),
+            Some(Err(ErrorKind::Closed | ErrorKind::Reset)) if conn.bytes_in == in0 => {}
+            Some(Err(e)) => return Err(e),
+            None => return Err(ErrorKind::Timeout),
         }
     }
     let before = clock.now();
@@ -481,12 +537,13 @@ async fn exchange(
     let started = clock.now();
     let connecting = started - before;
     let mut conn = h1::Conn::new(stream);
-    let resp = tokio::time::timeout_at(
-        deadline,
-        conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
-    )
-    .await
-    .map_err(|_| ErrorKind::Timeout)??;
+    let resp = watchdog
+        .run(
+            conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
+            deadline,
+        )
+        .await
+        .ok_or(ErrorKind::Timeout)??;
     let bytes = (conn.bytes_in, conn.bytes_out);
     give_back(pool, out.addr, conn);
     Ok((resp, connecting, started, bytes, true))

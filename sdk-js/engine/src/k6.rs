@@ -24,6 +24,8 @@ use crate::{
 wit_bindgen::generate!({
     path: "../../loadrig/wit",
     world: "loadrig:scenario/vu-js",
+    // Imports borrow their arguments: a request's strings go to the host without a copy.
+    ownership: Borrowing { duplicate_if_necessary: false },
 });
 
 use loadrig::scenario::{host, ws};
@@ -39,6 +41,8 @@ struct K6 {
     web: Persistent<Object<'static>>,
     /// k6.js's lifecycle hooks.
     hooks: Persistent<Object<'static>>,
+    /// Its `iteration` hook, the one called per iteration.
+    iterate: Persistent<Function<'static>>,
     /// `options`, as JSON, read when the script ran.
     options: String,
 }
@@ -81,13 +85,7 @@ impl Guest for Vu {
     }
 
     fn iteration(exec: String, data: String) -> Result<(), String> {
-        with_vu(|vu| {
-            vu.call("iteration", |args| {
-                args.push(exec)?;
-                args.push(data)
-            })
-            .map(|_| ())
-        })
+        with_vu(|vu| vu.iterate(exec, data))
     }
 
     fn teardown(data: String) -> Result<(), String> {
@@ -125,7 +123,7 @@ impl K6 {
         let runtime = Runtime::new().map_err(|e| e.to_string())?;
         runtime.set_loader(ScriptModules, ScriptModules);
         let context = Context::full(&runtime).map_err(|e| e.to_string())?;
-        let (web, hooks, options) = context.with(|ctx| -> Result<_, String> {
+        let (web, hooks, iterate, options) = context.with(|ctx| -> Result<_, String> {
             install_natives(&ctx).map_err(|e| e.to_string())?;
             let web: Object = ctx
                 .eval_with_options(WEB_JS, web_options())
@@ -156,9 +154,11 @@ impl K6 {
                 .call((ns,))
                 .catch(&ctx)
                 .map_err(|e| format!("{filename}: reading `options`: {}", describe(e)))?;
+            let iterate: Function = hooks.get("iteration").map_err(|e| e.to_string())?;
             Ok((
                 Persistent::save(&ctx, web),
                 Persistent::save(&ctx, hooks),
+                Persistent::save(&ctx, iterate),
                 options,
             ))
         })?;
@@ -171,6 +171,7 @@ impl K6 {
             context,
             web,
             hooks,
+            iterate,
             options,
         })
     }
@@ -199,6 +200,19 @@ impl K6 {
                 .as_string()
                 .and_then(|s| s.to_string().ok())
                 .unwrap_or_default())
+        })
+    }
+
+    /// One iteration: [`K6::call`] for the `iteration` hook, with less to look up.
+    fn iterate(&self, exec: String, data: String) -> Result<(), String> {
+        self.context.with(|ctx| {
+            let f = self.iterate.clone().restore(&ctx).map_err(|e| e.to_string())?;
+            let value: Value = f.call((exec, data)).catch(&ctx).map_err(describe)?;
+            if value.is_promise() {
+                let web = self.web.clone().restore(&ctx).map_err(|e| e.to_string())?;
+                resolve(&ctx, &web, value)?;
+            }
+            Ok(())
         })
     }
 
@@ -383,9 +397,9 @@ fn install_k6_natives(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
     ctx.globals().set("__k6native", n)
 }
 
-fn pairs(flat: &[String]) -> Vec<(String, String)> {
+fn pairs(flat: &[String]) -> Vec<(&str, &str)> {
     flat.chunks_exact(2)
-        .map(|p| (p[0].clone(), p[1].clone()))
+        .map(|p| (p[0].as_str(), p[1].as_str()))
         .collect()
 }
 
@@ -499,27 +513,25 @@ fn native_http<'js>(
     mode: u32,
 ) -> rquickjs::Result<Array<'js>> {
     let mut parts = head.splitn(4, '\0');
-    let mut next = || parts.next().unwrap_or_default().to_owned();
+    let mut next = || parts.next().unwrap_or_default();
     let (method, scheme, authority, path) = (next(), next(), next(), next());
-    // SAFETY: copied before any JavaScript runs.
-    let body = body
-        .map(|b| unsafe { b.as_bytes() }.unwrap_or_default().to_vec())
-        .unwrap_or_default();
-    let sent = loadrig::scenario::http::send(&loadrig::scenario::http::Request {
+    // SAFETY: the bytes are read by the host call below, and no JavaScript runs until it
+    // returns, so nothing can detach or resize the array meanwhile.
+    let body = body.as_ref().and_then(|b| unsafe { b.as_bytes() }).unwrap_or_default();
+    let sent = loadrig::scenario::http::send(loadrig::scenario::http::Request {
         method,
         scheme,
         authority,
         path,
-        headers,
+        headers: &headers,
         body,
-        tags,
+        tags: &tags,
         timeout_ms: timeout_ms.max(1.0),
     });
     let values: Vec<Value<'js>> = match sent {
         Ok(r) => {
             // Whether the headers hold a Set-Cookie, so that k6.js parses them only then.
-            let cookie =
-                r.headers.starts_with("set-cookie\0") || r.headers.contains("\0set-cookie\0");
+            let cookie = r.headers.split('\0').step_by(2).any(|n| n == "set-cookie");
             let body = match mode {
                 1 => String::from_utf8_lossy(&r.body).as_ref().into_js(&ctx)?,
                 2 => TypedArray::<u8>::new(ctx.clone(), r.body)?.into_value(),
