@@ -132,6 +132,8 @@
   // The VU's cookies, kept across iterations: domain → Map(`path\0name` → cookie), a
   // cookie being { name, value, path, expires } (expires: ms since the epoch, or Infinity).
   const jar = new Map();
+  // Whether the jar has never held a cookie (a flag: `jar.size` is a native call).
+  let jarEmpty = true;
 
   // RFC 6265 §5.1.4: the directory of the request path.
   const defaultPath = (path) => {
@@ -173,6 +175,7 @@
     // Max-Age wins over Expires (§5.3 step 3).
     if (maxAge !== undefined) expires = maxAge <= 0 ? -Infinity : Date.now() + maxAge * 1000;
     if (!jar.has(domain)) jar.set(domain, new Map());
+    jarEmpty = false;
     const key = `${path}\0${name}`;
     if (expires <= Date.now()) jar.get(domain).delete(key);
     else jar.get(domain).set(key, { name, value: val, path, expires });
@@ -240,13 +243,10 @@
     // `headers`, `cookies`, `timings` and `request` are built on first use, from `made`:
     // [host answer, packed headers or parsed object, cookies, method, url, headers, body,
     // user agent].
-    constructor(status, body, url, proto, error, error_code, made) {
+    constructor(status, body, url, made) {
       this.status = status;
       this.body = body;
       this.url = url;
-      this.proto = proto;
-      this.error = error;
-      this.error_code = error_code;
       this[MADE] = made;
     }
     json(selector) {
@@ -268,6 +268,16 @@
       return o;
     }
   }
+  // What a response that was answered has, on the prototype: making one sets four fields,
+  // not seven. One without an answer (`unanswered`) sets its own.
+  Object.assign(Response.prototype, { proto: "HTTP/1.1", error: "", error_code: 0 });
+  const unanswered = (href, message, made) => {
+    const res = new Response(0, null, href, made);
+    res.proto = "";
+    res.error = message;
+    res.error_code = errorCode(message);
+    return res;
+  };
   // A lazily built field: made on first read, then an ordinary own property; assignable.
   const own = (res, name, value) => {
     Object.defineProperty(res, name, { value, writable: true, enumerable: true, configurable: true });
@@ -342,15 +352,19 @@
   // `http.get(url)` without params while the jar is empty: what most scripts do most. The
   // same request `send` makes, with less to decide; an answer that needs more than a
   // Response (an error, a redirect, a cookie) is finished by `send`.
+  // What a plain request takes from `options` (fixed once the script's init code ran).
+  let plain;
   function plainGet(href) {
-    const agent = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
+    if (plain === undefined) {
+      const agent = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
+      plain = { agent, flat: plainFlat(agent), bodyMode: options.discardResponseBodies ? 0 : 1 };
+    }
     const parts = splitUrl(href);
-    const bodyMode = options.discardResponseBodies ? 0 : 1;
-    const r = n.http(parts[3], plainFlat(agent), undefined, "", 60000, bodyMode);
+    const r = n.http(parts[3], plain.flat, undefined, "", 60000, plain.bodyMode);
     const status = r[0];
     if (status === 0 || r[10] || status === 301 || status === 302 || status === 303 || status === 307 || status === 308)
       return send("GET", href, null, undefined, r);
-    return new Response(status, r[2], href, "HTTP/1.1", "", 0, [r, r[1], null, "GET", href, null, null, agent]);
+    return new Response(status, r[2], href, [r, r[1], null, "GET", href, null, null, plain.agent]);
   }
 
   // `method` in upper case; `answer`, if given, is the host's answer to the first request
@@ -402,7 +416,7 @@
       answer = undefined;
       if (r === undefined) {
         let flat;
-        const fromJar = jar.size === 0 ? "" : cookieHeader(hostname, path);
+        const fromJar = jarEmpty ? "" : cookieHeader(hostname, path);
         if (headers === null && fromJar === "" && !params?.cookies) {
           flat = plainFlat(agent);
         } else {
@@ -422,7 +436,7 @@
         r = n.http(`${method}\0${parts[0]}`, flat, sent, packedTags, +timeout, bodyMode);
       }
       const status = r[0];
-      if (status === 0) return new Response(0, null, href, "", r[1], errorCode(r[1]), [r, {}, cookies, method, href, headers, payload, agent]);
+      if (status === 0) return unanswered(href, r[1], [r, {}, cookies, method, href, headers, payload, agent]);
       // Headers are parsed now only when they matter to the VU: a redirect to follow, or
       // cookies for the jar; otherwise on the script's first read of `res.headers`.
       const redirect = status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
@@ -442,7 +456,7 @@
         continue;
       }
       const responseBody = bodyMode === 2 ? arrayBufferOf(r[2]) : r[2];
-      return new Response(status, responseBody, href, "HTTP/1.1", "", 0, [r, parsed, cookies, method, href, headers, payload, agent]);
+      return new Response(status, responseBody, href, [r, parsed, cookies, method, href, headers, payload, agent]);
     }
   }
 
@@ -457,7 +471,7 @@
 
   const http = {
     request,
-    get: (url, params) => (params === undefined && typeof url === "string" && jar.size === 0 ? plainGet(url) : send("GET", url, null, params)),
+    get: (url, params) => (params === undefined && typeof url === "string" && jarEmpty ? plainGet(url) : send("GET", url, null, params)),
     head: (url, params) => send("HEAD", url, null, params),
     post: (url, body, params) => send("POST", url, body, params),
     put: (url, body, params) => send("PUT", url, body, params),
@@ -830,6 +844,7 @@
       mod = ns;
       options = ns.options || {};
       initDone = true;
+      plain = undefined;
       // As k6: every function a scenario runs must exist before the test starts.
       const scenarios = Object.entries(options.scenarios || { default: {} });
       for (const [name, s] of scenarios) {

@@ -531,7 +531,7 @@ fn native_http<'js>(
     let values: Vec<Value<'js>> = match sent {
         Ok(r) => {
             // Whether the headers hold a Set-Cookie, so that k6.js parses them only then.
-            let cookie = r.headers.split('\0').step_by(2).any(|n| n == "set-cookie");
+            let cookie = has_set_cookie(r.headers.as_bytes());
             let body = match mode {
                 1 => String::from_utf8_lossy(&r.body).as_ref().into_js(&ctx)?,
                 2 => TypedArray::<u8>::new(ctx.clone(), r.body)?.into_value(),
@@ -556,6 +556,26 @@ fn native_http<'js>(
         Err(message) => vec![0.into_js(&ctx)?, message.into_js(&ctx)?],
     };
     array_of(&ctx, values)
+}
+
+/// Whether headers packed `name\0value\0…` (names in lower case) hold a Set-Cookie: a
+/// plain loop over the names (what `str::split` costs per part shows in profiles).
+fn has_set_cookie(packed: &[u8]) -> bool {
+    let mut name = 0;
+    while name < packed.len() {
+        let Some(len) = packed[name..].iter().position(|&b| b == 0) else {
+            return false;
+        };
+        if &packed[name..name + len] == b"set-cookie" {
+            return true;
+        }
+        let value = name + len + 1;
+        match packed[value..].iter().position(|&b| b == 0) {
+            Some(v) => name = value + v + 1,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// An array of `values`, made in one allocation (set element by element, it would be
