@@ -313,9 +313,10 @@ impl Flight {
             .expect("watchdog lock")
             .take()
             .unwrap_or_else(Watchdog::new);
-        let outcome = exchange(&pool, &out, clock, &mut captured, &mut timer).await;
+        // The deadline from the clock's reading at the flight's start: no other reading.
+        let deadline = clock.start + Duration::from_nanos(called) + out.timeout;
+        let outcome = exchange(&pool, &out, clock, &mut captured, &mut timer, deadline).await;
         *watchdog.lock().expect("watchdog lock") = Some(timer);
-        let ended = clock.now();
         let mut tags = tags.map(|mut tags| {
             let url = format!("http://{}{}", authority.as_str(), &*request.path);
             for (k, v) in [
@@ -403,7 +404,7 @@ impl Flight {
                 })
             }
             Err(kind) => {
-                results.record_error(kind, ended);
+                results.record_error(kind, clock.now());
                 if let Some(mut tags) = tags {
                     tags.push(("status".into(), "0".into()));
                     tags.push(("expected_response".into(), "false".into()));
@@ -494,13 +495,13 @@ async fn exchange(
     clock: Clock,
     captured: &mut Captured,
     watchdog: &mut Watchdog,
+    deadline: std::time::Instant,
 ) -> Result<Exchanged, ErrorKind> {
     let pooled = pool
         .lock()
         .expect("pool lock")
         .get_mut(&out.addr)
         .and_then(Vec::pop);
-    let deadline = std::time::Instant::now() + out.timeout;
     // A kept-alive connection the server closed meanwhile fails at once with nothing
     // read: retry that once on a new connection, as every HTTP client does.
     if let Some(mut conn) = pooled {

@@ -339,6 +339,16 @@ fn context(vu: u32, scenario: &str, iteration: u64, in_scenario: u64) -> vu::VuC
     }
 }
 
+/// When a scenario's iterations are interrupted (the end of its graceful stop): one timer
+/// per VU for all its iterations, not one per iteration.
+type HardStop = std::pin::Pin<Box<tokio::time::Sleep>>;
+
+fn hard_stop(share: &ScenarioShare, clock: Clock) -> HardStop {
+    Box::pin(tokio::time::sleep_until(
+        (clock.start + share.spec.hard_end()).into(),
+    ))
+}
+
 /// The epoch ticker: one thread per run.
 pub(crate) struct Ticker(Arc<std::sync::atomic::AtomicBool>);
 
@@ -807,6 +817,7 @@ impl Worker {
         due: Option<u64>,
         clock: Clock,
         iteration: &mut u64,
+        hard_stop: &mut HardStop,
     ) -> bool {
         let Some(v) = vu.as_mut() else { return false };
         let begun = clock.now();
@@ -819,7 +830,6 @@ impl Worker {
         state.context.iteration = *iteration;
         state.context.iteration_in_scenario = share.counters.started.fetch_add(1, Relaxed);
         *iteration += 1;
-        let hard_end = clock.start + share.spec.hard_end();
         let now_active = self.active.fetch_add(1, Relaxed) + 1;
         self.active_peak.fetch_max(now_active, Relaxed);
         let abort = self.abort.clone();
@@ -830,36 +840,44 @@ impl Worker {
             let aborted = abort.wait();
             tokio::select! {
                 r = call => Some(r),
-                _ = tokio::time::sleep_until(hard_end.into()) => None,
+                _ = hard_stop.as_mut() => None,
                 _ = aborted => None,
             }
         };
         self.active.fetch_sub(1, Relaxed);
         let ended = clock.now();
-        let tags = v.store.data().client.tags(&[]);
         let vu_id = v.store.data().context.vu;
-        let record = |name: &str, kind: MetricType, time: bool, value: f64| {
-            let mut r = self.results.lock().expect("results lock");
-            let _ = r.metrics.add(name, kind, time, value, &tags);
-        };
         let Some(result) = outcome else {
             // Interrupted mid-call: the instance's state is unknown, so the VU ends.
             self.interrupted.fetch_add(1, Relaxed);
             *vu = None;
             return false;
         };
-        let ms = ended.saturating_sub(intended) as f64 / 1e6;
-        record("iterations", MetricType::Counter, false, 1.0);
-        record("iteration_duration", MetricType::Trend, true, ms);
+        {
+            let mut results = self.results.lock().expect("results lock");
+            // Tags only select submetrics: without any, an iteration does not build them.
+            let tags = if results.metrics.defs.is_empty() {
+                Vec::new()
+            } else {
+                v.store.data().client.tags(&[])
+            };
+            let mut record = |name: &str, kind: MetricType, time: bool, value: f64| {
+                let _ = results.metrics.add(name, kind, time, value, &tags);
+            };
+            let ms = ended.saturating_sub(intended) as f64 / 1e6;
+            record("iterations", MetricType::Counter, false, 1.0);
+            record("iteration_duration", MetricType::Trend, true, ms);
+            if !matches!(result, Ok(Ok(()))) {
+                record("iteration_errors", MetricType::Counter, false, 1.0);
+            }
+        }
         self.iterations.fetch_add(1, Relaxed);
         match result {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 log_once(&message, &format!("VU {vu_id} iteration failed: {message}"));
-                record("iteration_errors", MetricType::Counter, false, 1.0);
             }
             Err(trap) => {
-                record("iteration_errors", MetricType::Counter, false, 1.0);
                 let text = trap_text(&trap);
                 log_once(
                     &text,
@@ -893,6 +911,7 @@ impl Worker {
         let end = begin + spec.executor.length();
         let mut vu = Some(vu);
         let mut iteration = 0u64;
+        let mut hard_stop = hard_stop(&share, clock);
         loop {
             if self.abort.is_set() {
                 break;
@@ -920,7 +939,7 @@ impl Worker {
             };
             if !go
                 || !self
-                    .iterate(&share, &mut vu, None, clock, &mut iteration)
+                    .iterate(&share, &mut vu, None, clock, &mut iteration, &mut hard_stop)
                     .await
             {
                 break;
@@ -938,6 +957,7 @@ impl Worker {
     ) {
         let mut vu = Some(vu);
         let mut iteration = 0u64;
+        let mut hard_stop = hard_stop(&share, clock);
         loop {
             let next = queue.due.borrow_mut().pop_front();
             let Some(due) = next else {
@@ -950,7 +970,14 @@ impl Worker {
                 continue;
             };
             if !self
-                .iterate(&share, &mut vu, Some(due), clock, &mut iteration)
+                .iterate(
+                    &share,
+                    &mut vu,
+                    Some(due),
+                    clock,
+                    &mut iteration,
+                    &mut hard_stop,
+                )
                 .await
             {
                 break;
