@@ -532,11 +532,9 @@ impl Worker {
         match conn {
             Conn::H1(c) => {
                 let head_only = self.cfg.request.method == Method::HEAD;
+                let work = std::pin::pin!(c.exchange(&self.encoded, head_only, || clock.now()));
                 let r = watchdog
-                    .run(
-                        c.exchange(&self.encoded, head_only, || clock.now()),
-                        deadline,
-                    )
+                    .run(work, deadline)
                     .await
                     .ok_or(ErrorKind::Timeout)??;
                 Ok(Exchange {
@@ -554,7 +552,7 @@ impl Worker {
             Conn::H2 { sender, io } => {
                 io.first_read.store(0, Relaxed);
                 let req = self.build_h2_request();
-                let work = async {
+                let work = std::pin::pin!(async {
                     let resp = sender.send_request(req).await.map_err(|e| classify(&e))?;
                     let status = resp.status().as_u16();
                     let timings: Vec<_> = resp
@@ -569,7 +567,7 @@ impl Worker {
                         frame.map_err(|e| classify(&e))?;
                     }
                     Ok::<_, ErrorKind>((status, timings))
-                };
+                });
                 let (status, timings) = watchdog
                     .run(work, deadline)
                     .await
@@ -888,9 +886,13 @@ impl Watchdog {
         }
     }
 
-    /// Runs `fut` to completion, or returns `None` once `deadline` has passed.
-    pub(crate) async fn run<F: Future>(&mut self, fut: F, deadline: Instant) -> Option<F::Output> {
-        let mut fut = std::pin::pin!(fut);
+    /// Runs `fut` to completion, or returns `None` once `deadline` has passed. The caller
+    /// pins `fut`, so that this future does not hold a second copy of it.
+    pub(crate) async fn run<F: Future>(
+        &mut self,
+        mut fut: Pin<&mut F>,
+        deadline: Instant,
+    ) -> Option<F::Output> {
         let sleep = &mut self.sleep;
         if sleep.deadline() > deadline.into() {
             sleep.as_mut().reset(deadline.into());

@@ -104,6 +104,16 @@ pub fn header_pairs(packed: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
 }
 
+/// A parsed response head: its length, status, framing (if it says), whether the
+/// connection closes after it, and its `Server-Timing` values.
+struct Head {
+    len: usize,
+    code: u16,
+    framing: Option<Framing>,
+    close: bool,
+    server_timing: Vec<String>,
+}
+
 enum Framing {
     Length(u64),
     Chunked,
@@ -196,14 +206,7 @@ impl Conn {
         let mut first_byte = None;
         loop {
             // Parse a head from what is buffered; read more while it is incomplete.
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut headers);
-            let status = match parsed.parse(&self.buf[self.start..self.filled]) {
-                Ok(httparse::Status::Complete(len)) => Some(len),
-                Ok(httparse::Status::Partial) => None,
-                Err(_) => return Err(ErrorKind::Protocol),
-            };
-            let Some(head_len) = status else {
+            let Some(head) = self.parse_head(out.as_deref_mut())? else {
                 if self.fill().await? == 0 {
                     return Err(ErrorKind::Closed);
                 }
@@ -211,51 +214,13 @@ impl Conn {
                 continue;
             };
             let first_byte = *first_byte.get_or_insert_with(&now);
-            let code = parsed.code.unwrap_or(0);
-            let version = parsed.version.unwrap_or(1);
-            let mut framing = None;
-            let mut close = version == 0;
-            let mut server_timing = Vec::new();
-            if let Some(out) = out.as_deref_mut() {
-                out.headers.clear();
-                out.body.clear();
-                out.version = version;
-                for h in parsed.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        continue;
-                    }
-                    if !out.headers.is_empty() {
-                        out.headers.push(0);
-                    }
-                    out.headers.extend_from_slice(h.name.as_bytes());
-                    out.headers.push(0);
-                    out.headers.extend_from_slice(h.value);
-                }
-            }
-            for h in parsed.headers.iter() {
-                if h.name.eq_ignore_ascii_case("content-length") {
-                    let n = std::str::from_utf8(h.value)
-                        .ok()
-                        .and_then(|v| v.trim().parse().ok())
-                        .ok_or(ErrorKind::Protocol)?;
-                    framing = Some(Framing::Length(n));
-                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    if h.value.to_ascii_lowercase().ends_with(b"chunked") {
-                        framing = Some(Framing::Chunked);
-                    }
-                } else if h.name.eq_ignore_ascii_case("connection") {
-                    let v = h.value.to_ascii_lowercase();
-                    if v == b"close" {
-                        close = true;
-                    } else if v == b"keep-alive" {
-                        close = false;
-                    }
-                } else if h.name.eq_ignore_ascii_case("server-timing")
-                    && let Ok(v) = std::str::from_utf8(h.value)
-                {
-                    server_timing.push(v.to_owned());
-                }
-            }
+            let Head {
+                len: head_len,
+                code,
+                framing,
+                close,
+                server_timing,
+            } = head;
             self.start += head_len;
             // Interim responses (100 Continue, 103 Early Hints) precede the real one.
             if (100..200).contains(&code) && code != 101 {
@@ -276,6 +241,71 @@ impl Conn {
                 ended: now(),
             });
         }
+    }
+
+    /// Parses the response head buffered at `start`, if it is complete (`None`: read more),
+    /// keeping its headers in `out`. A function of its own, so that httparse's header array
+    /// is not part of the exchange's future (which is moved as a whole).
+    fn parse_head(&self, out: Option<&mut Captured>) -> Result<Option<Head>, ErrorKind> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let len = match parsed.parse(&self.buf[self.start..self.filled]) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(ErrorKind::Protocol),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let version = parsed.version.unwrap_or(1);
+        let mut framing = None;
+        let mut close = version == 0;
+        let mut server_timing = Vec::new();
+        if let Some(out) = out {
+            out.headers.clear();
+            out.body.clear();
+            out.version = version;
+            for h in parsed.headers.iter() {
+                if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    continue;
+                }
+                if !out.headers.is_empty() {
+                    out.headers.push(0);
+                }
+                out.headers.extend_from_slice(h.name.as_bytes());
+                out.headers.push(0);
+                out.headers.extend_from_slice(h.value);
+            }
+        }
+        for h in parsed.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or(ErrorKind::Protocol)?;
+                framing = Some(Framing::Length(n));
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                if h.value.to_ascii_lowercase().ends_with(b"chunked") {
+                    framing = Some(Framing::Chunked);
+                }
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                let v = h.value.to_ascii_lowercase();
+                if v == b"close" {
+                    close = true;
+                } else if v == b"keep-alive" {
+                    close = false;
+                }
+            } else if h.name.eq_ignore_ascii_case("server-timing")
+                && let Ok(v) = std::str::from_utf8(h.value)
+            {
+                server_timing.push(v.to_owned());
+            }
+        }
+        Ok(Some(Head {
+            len,
+            code,
+            framing,
+            close,
+            server_timing,
+        }))
     }
 
     async fn read_body(

@@ -282,7 +282,8 @@ impl Flight {
                     Some(addr) => addr,
                     None => {
                         let port = authority.port_u16().unwrap_or(80);
-                        let addr = tokio::net::lookup_host((authority.host(), port))
+                        // Boxed, as the connect is: rare, and large.
+                        let addr = Box::pin(tokio::net::lookup_host((authority.host(), port)))
                             .await
                             .ok()
                             .and_then(|mut a| a.next())
@@ -507,12 +508,15 @@ async fn exchange(
     if let Some(mut conn) = pooled {
         let (in0, out0) = (conn.bytes_in, conn.bytes_out);
         let started = clock.now();
-        let r = watchdog
-            .run(
-                conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
-                deadline,
-            )
-            .await;
+        let r = {
+            let work = std::pin::pin!(conn.exchange_capture(
+                &out.encoded,
+                out.head_only,
+                || clock.now(),
+                captured
+            ));
+            watchdog.run(work, deadline).await
+        };
         match r {
             Some(Ok(resp)) => {
                 let bytes = (conn.bytes_in - in0, conn.bytes_out - out0);
@@ -525,8 +529,13 @@ async fn exchange(
         }
     }
     let before = clock.now();
-    let stream = match tokio::time::timeout(out.connect_timeout, TcpStream::connect(out.addr)).await
-    {
+    // Boxed: the connect and its timer would otherwise make every request's future (moved
+    // whole, several times, on its way into wasmtime) larger, for what few requests do.
+    let connect = Box::pin(tokio::time::timeout(
+        out.connect_timeout,
+        TcpStream::connect(out.addr),
+    ));
+    let stream = match connect.await {
         Err(_) => return Err(ErrorKind::ConnectTimeout),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             return Err(ErrorKind::ConnectRefused);
@@ -538,13 +547,16 @@ async fn exchange(
     let started = clock.now();
     let connecting = started - before;
     let mut conn = h1::Conn::new(stream);
-    let resp = watchdog
-        .run(
-            conn.exchange_capture(&out.encoded, out.head_only, || clock.now(), captured),
-            deadline,
-        )
-        .await
-        .ok_or(ErrorKind::Timeout)??;
+    let resp = {
+        let work = std::pin::pin!(conn.exchange_capture(
+            &out.encoded,
+            out.head_only,
+            || clock.now(),
+            captured
+        ));
+        watchdog.run(work, deadline).await
+    }
+    .ok_or(ErrorKind::Timeout)??;
     let bytes = (conn.bytes_in, conn.bytes_out);
     give_back(pool, out.addr, conn);
     Ok((resp, connecting, started, bytes, true))
