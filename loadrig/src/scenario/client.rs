@@ -498,14 +498,37 @@ async fn exchange(
     watchdog: &mut Watchdog,
     deadline: std::time::Instant,
 ) -> Result<Exchanged, ErrorKind> {
-    let pooled = pool
+    let mut pooled = pool
         .lock()
         .expect("pool lock")
         .get_mut(&out.addr)
         .and_then(Vec::pop);
     // A kept-alive connection the server closed meanwhile fails at once with nothing
     // read: retry that once on a new connection, as every HTTP client does.
-    if let Some(mut conn) = pooled {
+    loop {
+        let (mut conn, connecting, opened) = match pooled.take() {
+            Some(conn) => (conn, 0, false),
+            None => {
+                let before = clock.now();
+                // Boxed: the connect and its timer would otherwise make every request's
+                // future (moved whole on its way into wasmtime) larger, for what few
+                // requests do.
+                let connect = Box::pin(tokio::time::timeout(
+                    out.connect_timeout,
+                    TcpStream::connect(out.addr),
+                ));
+                let stream = match connect.await {
+                    Err(_) => return Err(ErrorKind::ConnectTimeout),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        return Err(ErrorKind::ConnectRefused);
+                    }
+                    Ok(Err(_)) => return Err(ErrorKind::Connect),
+                    Ok(Ok(s)) => s,
+                };
+                let _ = stream.set_nodelay(true);
+                (h1::Conn::new(stream), clock.now() - before, true)
+            }
+        };
         let (in0, out0) = (conn.bytes_in, conn.bytes_out);
         let started = clock.now();
         let r = {
@@ -521,45 +544,13 @@ async fn exchange(
             Some(Ok(resp)) => {
                 let bytes = (conn.bytes_in - in0, conn.bytes_out - out0);
                 give_back(pool, out.addr, conn);
-                return Ok((resp, 0, started, bytes, false));
+                return Ok((resp, connecting, started, bytes, opened));
             }
-            Some(Err(ErrorKind::Closed | ErrorKind::Reset)) if conn.bytes_in == in0 => {}
+            Some(Err(ErrorKind::Closed | ErrorKind::Reset)) if !opened && conn.bytes_in == in0 => {}
             Some(Err(e)) => return Err(e),
             None => return Err(ErrorKind::Timeout),
         }
     }
-    let before = clock.now();
-    // Boxed: the connect and its timer would otherwise make every request's future (moved
-    // whole, several times, on its way into wasmtime) larger, for what few requests do.
-    let connect = Box::pin(tokio::time::timeout(
-        out.connect_timeout,
-        TcpStream::connect(out.addr),
-    ));
-    let stream = match connect.await {
-        Err(_) => return Err(ErrorKind::ConnectTimeout),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(ErrorKind::ConnectRefused);
-        }
-        Ok(Err(_)) => return Err(ErrorKind::Connect),
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
-    let started = clock.now();
-    let connecting = started - before;
-    let mut conn = h1::Conn::new(stream);
-    let resp = {
-        let work = std::pin::pin!(conn.exchange_capture(
-            &out.encoded,
-            out.head_only,
-            || clock.now(),
-            captured
-        ));
-        watchdog.run(work, deadline).await
-    }
-    .ok_or(ErrorKind::Timeout)??;
-    let bytes = (conn.bytes_in, conn.bytes_out);
-    give_back(pool, out.addr, conn);
-    Ok((resp, connecting, started, bytes, true))
 }
 
 fn give_back(pool: &Mutex<HashMap<SocketAddr, Vec<h1::Conn>>>, addr: SocketAddr, conn: h1::Conn) {
