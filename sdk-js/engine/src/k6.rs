@@ -30,6 +30,8 @@ wit_bindgen::generate!({
 
 use loadrig::scenario::{host, ws};
 
+mod request;
+
 /// k6's API layer, evaluated at initialization (so it is part of the snapshot).
 const K6_JS: &str = include_str!("../../js/k6.js");
 
@@ -206,7 +208,11 @@ impl K6 {
     /// One iteration: [`K6::call`] for the `iteration` hook, with less to look up.
     fn iterate(&self, exec: String, data: String) -> Result<(), String> {
         self.context.with(|ctx| {
-            let f = self.iterate.clone().restore(&ctx).map_err(|e| e.to_string())?;
+            let f = self
+                .iterate
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| e.to_string())?;
             let value: Value = f.call((exec, data)).catch(&ctx).map_err(describe)?;
             if value.is_promise() {
                 let web = self.web.clone().restore(&ctx).map_err(|e| e.to_string())?;
@@ -378,7 +384,21 @@ fn install_k6_natives(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
         "abort",
         Function::new(ctx.clone(), |reason: String| host::abort(&reason))?,
     )?;
-    n.set("http", Function::new(ctx.clone(), native_http)?)?;
+    // SAFETY: a C function of this context, with the signature QuickJS calls.
+    let http = unsafe {
+        Value::from_raw(
+            ctx.clone(),
+            rquickjs::qjs::JS_NewCFunction2(
+                ctx.as_raw().as_ptr(),
+                Some(request::http),
+                c"http".as_ptr(),
+                6,
+                rquickjs::qjs::JSCFunctionEnum_JS_CFUNC_generic,
+                0,
+            ),
+        )
+    };
+    n.set("http", http)?;
     n.set("wsOpen", Function::new(ctx.clone(), native_ws_open)?)?;
     n.set("wsSend", Function::new(ctx.clone(), native_ws_send)?)?;
     n.set(
@@ -492,70 +512,6 @@ fn native_ws_next<'js>(
         ws::Event::Error(e) => (out.set(0, 6)?, out.set(1, e)?),
     };
     Ok(out)
-}
-
-/// One request in one host call (`loadrig:scenario/http`), strings packed with NUL
-/// separators so that crossing into Rust costs one conversion each:
-/// `http("METHOD\0scheme\0authority\0path", headers, body?, tags, timeout_ms, mode)`
-/// with `headers` and `tags` alternating names and values. `mode` is what to do with the
-/// response body: 0 drop it, 1 decode it as UTF-8 text, 2 hand over its bytes. Returns
-/// `[status, headers, body, blocked, connecting, tls_handshaking, sending, waiting,
-/// receiving, duration, set_cookie]` (headers packed the same way; `set_cookie` whether they
-/// hold one; an array, so no property names are looked up), or `[0, error]` when there was
-/// no response.
-fn native_http<'js>(
-    ctx: Ctx<'js>,
-    head: String,
-    headers: String,
-    body: Option<TypedArray<'js, u8>>,
-    tags: String,
-    timeout_ms: f64,
-    mode: u32,
-) -> rquickjs::Result<Array<'js>> {
-    let mut parts = head.splitn(4, '\0');
-    let mut next = || parts.next().unwrap_or_default();
-    let (method, scheme, authority, path) = (next(), next(), next(), next());
-    // SAFETY: the bytes are read by the host call below, and no JavaScript runs until it
-    // returns, so nothing can detach or resize the array meanwhile.
-    let body = body.as_ref().and_then(|b| unsafe { b.as_bytes() }).unwrap_or_default();
-    let sent = loadrig::scenario::http::send(loadrig::scenario::http::Request {
-        method,
-        scheme,
-        authority,
-        path,
-        headers: &headers,
-        body,
-        tags: &tags,
-        timeout_ms: timeout_ms.max(1.0),
-    });
-    let values: Vec<Value<'js>> = match sent {
-        Ok(r) => {
-            // Whether the headers hold a Set-Cookie, so that k6.js parses them only then.
-            let cookie = has_set_cookie(r.headers.as_bytes());
-            let body = match mode {
-                1 => String::from_utf8_lossy(&r.body).as_ref().into_js(&ctx)?,
-                2 => TypedArray::<u8>::new(ctx.clone(), r.body)?.into_value(),
-                _ => Value::new_null(ctx.clone()),
-            };
-            let t = r.timings;
-            let mut v = vec![r.status.into_js(&ctx)?, r.headers.into_js(&ctx)?, body];
-            for x in [
-                t.blocked,
-                t.connecting,
-                t.tls_handshaking,
-                t.sending,
-                t.waiting,
-                t.receiving,
-                t.duration,
-            ] {
-                v.push(x.into_js(&ctx)?);
-            }
-            v.push(Value::new_bool(ctx.clone(), cookie));
-            v
-        }
-        Err(message) => vec![0.into_js(&ctx)?, message.into_js(&ctx)?],
-    };
-    array_of(&ctx, values)
 }
 
 /// Whether headers packed `name\0value\0…` (names in lower case) hold a Set-Cookie: a
