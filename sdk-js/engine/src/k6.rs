@@ -534,33 +534,6 @@ fn has_set_cookie(packed: &[u8]) -> bool {
     false
 }
 
-/// An array of `values`, made in one allocation (set element by element, it would be
-/// reallocated as it grows).
-fn array_of<'js>(ctx: &Ctx<'js>, values: Vec<Value<'js>>) -> rquickjs::Result<Array<'js>> {
-    let raw: Vec<rquickjs::qjs::JSValue> = values
-        .into_iter()
-        .map(|v| {
-            let r = v.as_raw();
-            // Ownership moves to the array.
-            std::mem::forget(v);
-            r
-        })
-        .collect();
-    // SAFETY: every value is owned and of this context; JS_NewArrayFrom takes ownership of
-    // them (and frees them itself if it fails).
-    let array = unsafe {
-        let a =
-            rquickjs::qjs::JS_NewArrayFrom(ctx.as_raw().as_ptr(), raw.len() as i32, raw.as_ptr());
-        Value::from_raw(ctx.clone(), a)
-    };
-    if array.is_exception() {
-        return Err(rquickjs::Error::Exception);
-    }
-    array
-        .into_array()
-        .ok_or_else(|| rquickjs::Error::new_from_js("value", "array"))
-}
-
 fn digest_of(algo: &str, data: &[u8]) -> Option<Vec<u8>> {
     use sha2::Digest as _;
     Some(match algo {
