@@ -353,22 +353,30 @@
   // same request `send` makes, with less to decide; an answer that needs more than a
   // Response (an error, a redirect, a cookie) is finished by `send`.
   // What a plain request takes from `options` (fixed once the script's init code ran).
-  let plain;
-  function plainGet(href) {
-    if (plain === undefined) {
-      const agent = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
-      plain = { agent, flat: plainFlat(agent), bodyMode: options.discardResponseBodies ? 0 : 1 };
+  let plain = false;
+  let plainAgent, plainFlatHeaders, plainMode;
+  const nativeHttp = n.http;
+  // `http.get(url)` without params while the jar is empty: what most scripts do most. The
+  // same request `send` makes, with less to decide; an answer that needs more than a
+  // Response (an error, a redirect, a cookie) is finished by `send`.
+  function get(href, params) {
+    if (params !== undefined || typeof href !== "string" || !jarEmpty) return send("GET", href, null, params);
+    if (!plain) {
+      plainAgent = options.userAgent !== undefined ? String(options.userAgent) : USER_AGENT;
+      plainFlatHeaders = plainFlat(plainAgent);
+      plainMode = options.discardResponseBodies ? 0 : 1;
+      plain = true;
     }
-    const parts = splitUrl(href);
-    const r = n.http(parts[3], plain.flat, undefined, "", 60000, plain.bodyMode);
+    const parts = splitCache.get(href) ?? splitUrl(href);
+    const r = nativeHttp(parts[3], plainFlatHeaders, undefined, "", 60000, plainMode);
     const status = r[0];
     if (status === 0 || r[10] || status === 301 || status === 302 || status === 303 || status === 307 || status === 308)
       return send("GET", href, null, undefined, r);
-    return new Response(status, r[2], href, [r, r[1], null, "GET", href, null, null, plain.agent]);
+    return new Response(status, r[2], href, [r, r[1], null, "GET", href, null, null, plainAgent]);
   }
 
   // `method` in upper case; `answer`, if given, is the host's answer to the first request
-  // (already sent by `plainGet`).
+  // (already sent by `get`).
   function send(method, url, body, params, answer) {
     let href = typeof url === "object" && url !== null && url.url ? url.url : String(url);
     const named = typeof url === "object" && url !== null && url.name;
@@ -471,7 +479,7 @@
 
   const http = {
     request,
-    get: (url, params) => (params === undefined && typeof url === "string" && jarEmpty ? plainGet(url) : send("GET", url, null, params)),
+    get,
     head: (url, params) => send("HEAD", url, null, params),
     post: (url, body, params) => send("POST", url, body, params),
     put: (url, body, params) => send("PUT", url, body, params),
@@ -844,7 +852,7 @@
       mod = ns;
       options = ns.options || {};
       initDone = true;
-      plain = undefined;
+      plain = false;
       // As k6: every function a scenario runs must exist before the test starts.
       const scenarios = Object.entries(options.scenarios || { default: {} });
       for (const [name, s] of scenarios) {
@@ -872,7 +880,7 @@
       const fn = mod[name];
       if (typeof fn !== "function")
         throw new Error(name === "default" ? "the script has no default export (export default function () { … })" : `the script exports no function \`${name}\` (a scenario's exec)`);
-      return fn(dataOf(data));
+      return fn(data === lastData ? parsed : dataOf(data));
     },
     teardown(data) {
       refreshEnv();
