@@ -72,6 +72,9 @@ pub struct Client {
     /// The request timeout's timer, kept from request to request (a VU makes one at a
     /// time; one made meanwhile gets its own).
     watchdog: Arc<Mutex<Option<Watchdog>>>,
+    /// Whether a submetric is defined (so that requests need their tags); the run's
+    /// submetrics are set before its VUs start.
+    tagged: std::cell::OnceCell<bool>,
 }
 
 impl Client {
@@ -92,6 +95,7 @@ impl Client {
             next_tags: Vec::new(),
             last: Default::default(),
             watchdog: Default::default(),
+            tagged: Default::default(),
         }
     }
 
@@ -225,13 +229,15 @@ impl Client {
     pub fn flight(&self, extra: &[(String, String)]) -> Flight {
         // Tags only select submetrics (`http_req_duration{name:login}`): without any, a
         // request skips building them (a dozen strings).
-        let tagged = !self
-            .results
-            .lock()
-            .expect("results lock")
-            .metrics
-            .defs
-            .is_empty();
+        let tagged = *self.tagged.get_or_init(|| {
+            !self
+                .results
+                .lock()
+                .expect("results lock")
+                .metrics
+                .defs
+                .is_empty()
+        });
         Flight {
             pool: self.pool.clone(),
             resolved: self.resolved.clone(),

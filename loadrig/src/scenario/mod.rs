@@ -339,14 +339,23 @@ fn context(vu: u32, scenario: &str, iteration: u64, in_scenario: u64) -> vu::VuC
     }
 }
 
-/// When a scenario's iterations are interrupted (the end of its graceful stop): one timer
-/// per VU for all its iterations, not one per iteration.
-type HardStop = std::pin::Pin<Box<tokio::time::Sleep>>;
+/// What interrupts a VU's iteration: the end of its scenario's graceful stop, and an abort
+/// of the run. Made once per VU for all its iterations (a timer and a waiter registered
+/// per iteration cost more than a trivial iteration's host work).
+struct Stops {
+    hard: std::pin::Pin<Box<tokio::time::Sleep>>,
+    aborted: std::pin::Pin<Box<dyn Future<Output = ()>>>,
+}
 
-fn hard_stop(share: &ScenarioShare, clock: Clock) -> HardStop {
-    Box::pin(tokio::time::sleep_until(
-        (clock.start + share.spec.hard_end()).into(),
-    ))
+impl Stops {
+    fn new(share: &ScenarioShare, clock: Clock, abort: Arc<Abort>) -> Stops {
+        Stops {
+            hard: Box::pin(tokio::time::sleep_until(
+                (clock.start + share.spec.hard_end()).into(),
+            )),
+            aborted: Box::pin(async move { abort.wait().await }),
+        }
+    }
 }
 
 /// The epoch ticker: one thread per run.
@@ -817,7 +826,7 @@ impl Worker {
         due: Option<u64>,
         clock: Clock,
         iteration: &mut u64,
-        hard_stop: &mut HardStop,
+        stops: &mut Stops,
     ) -> bool {
         let Some(v) = vu.as_mut() else { return false };
         let begun = clock.now();
@@ -832,16 +841,16 @@ impl Worker {
         *iteration += 1;
         let now_active = self.active.fetch_add(1, Relaxed) + 1;
         self.active_peak.fetch_max(now_active, Relaxed);
-        let abort = self.abort.clone();
         let outcome = {
             let call = v
                 .exports
                 .call_iteration(&mut v.store, &share.spec.exec, &self.data);
-            let aborted = abort.wait();
+            // Polled once done only if the VU went on, which it does not: an interrupted
+            // iteration ends its VU.
             tokio::select! {
                 r = call => Some(r),
-                _ = hard_stop.as_mut() => None,
-                _ = aborted => None,
+                _ = stops.hard.as_mut() => None,
+                _ = stops.aborted.as_mut() => None,
             }
         };
         self.active.fetch_sub(1, Relaxed);
@@ -911,7 +920,7 @@ impl Worker {
         let end = begin + spec.executor.length();
         let mut vu = Some(vu);
         let mut iteration = 0u64;
-        let mut hard_stop = hard_stop(&share, clock);
+        let mut stops = Stops::new(&share, clock, self.abort.clone());
         loop {
             if self.abort.is_set() {
                 break;
@@ -939,7 +948,7 @@ impl Worker {
             };
             if !go
                 || !self
-                    .iterate(&share, &mut vu, None, clock, &mut iteration, &mut hard_stop)
+                    .iterate(&share, &mut vu, None, clock, &mut iteration, &mut stops)
                     .await
             {
                 break;
@@ -957,7 +966,7 @@ impl Worker {
     ) {
         let mut vu = Some(vu);
         let mut iteration = 0u64;
-        let mut hard_stop = hard_stop(&share, clock);
+        let mut stops = Stops::new(&share, clock, self.abort.clone());
         loop {
             let next = queue.due.borrow_mut().pop_front();
             let Some(due) = next else {
@@ -976,7 +985,7 @@ impl Worker {
                     Some(due),
                     clock,
                     &mut iteration,
-                    &mut hard_stop,
+                    &mut stops,
                 )
                 .await
             {
