@@ -871,6 +871,8 @@
       const done = (v) => (v === undefined ? "null" : JSON.stringify(v));
       return r && typeof r.then === "function" ? r.then(done) : done(r);
     },
+    // What an iteration of `name` calls, and its argument: `[function, setup data]`. The
+    // engine calls the function itself, and comes back here when `name` or `data` change.
     iteration(name, data) {
       // A VU's environment is fixed for the run: read it at its first iteration only.
       if (!envRead) {
@@ -880,7 +882,7 @@
       const fn = mod[name];
       if (typeof fn !== "function")
         throw new Error(name === "default" ? "the script has no default export (export default function () { … })" : `the script exports no function \`${name}\` (a scenario's exec)`);
-      return fn(data === lastData ? parsed : dataOf(data));
+      return [fn, dataOf(data)];
     },
     teardown(data) {
       refreshEnv();

@@ -43,10 +43,23 @@ struct K6 {
     web: Persistent<Object<'static>>,
     /// k6.js's lifecycle hooks.
     hooks: Persistent<Object<'static>>,
-    /// Its `iteration` hook, the one called per iteration.
+    /// Its `iteration` hook: what an iteration calls, and with what.
     iterate: Persistent<Function<'static>>,
     /// `options`, as JSON, read when the script ran.
     options: String,
+    /// What the last iteration called: the same for every iteration of a scenario, so
+    /// the hook runs only when `exec` or the setup data change.
+    last: RefCell<Option<Call>>,
+}
+
+/// An iteration's call, as k6.js's `iteration` hook prepared it.
+struct Call {
+    exec: String,
+    data: String,
+    /// The script's exported function.
+    function: Persistent<Function<'static>>,
+    /// Its argument: the setup data, parsed.
+    argument: Persistent<Value<'static>>,
 }
 
 thread_local! {
@@ -175,6 +188,7 @@ impl K6 {
             hooks,
             iterate,
             options,
+            last: RefCell::new(None),
         })
     }
 
@@ -205,15 +219,42 @@ impl K6 {
         })
     }
 
-    /// One iteration: [`K6::call`] for the `iteration` hook, with less to look up.
+    /// One iteration: the script's function for `exec` called with the setup data, both
+    /// from k6.js's `iteration` hook (which checks them) the first time, then kept.
     fn iterate(&self, exec: String, data: String) -> Result<(), String> {
         self.context.with(|ctx| {
-            let f = self
-                .iterate
-                .clone()
-                .restore(&ctx)
-                .map_err(|e| e.to_string())?;
-            let value: Value = f.call((exec, data)).catch(&ctx).map_err(describe)?;
+            let fresh = !self
+                .last
+                .borrow()
+                .as_ref()
+                .is_some_and(|c| c.exec == exec && c.data == data);
+            if fresh {
+                let hook = self
+                    .iterate
+                    .clone()
+                    .restore(&ctx)
+                    .map_err(|e| e.to_string())?;
+                let pair: Array = hook
+                    .call((exec.as_str(), data.as_str()))
+                    .catch(&ctx)
+                    .map_err(describe)?;
+                let function: Function = pair.get(0).map_err(|e| e.to_string())?;
+                let argument: Value = pair.get(1).map_err(|e| e.to_string())?;
+                *self.last.borrow_mut() = Some(Call {
+                    exec,
+                    data,
+                    function: Persistent::save(&ctx, function),
+                    argument: Persistent::save(&ctx, argument),
+                });
+            }
+            let (function, argument) = {
+                let last = self.last.borrow();
+                let call = last.as_ref().expect("set above");
+                (call.function.clone(), call.argument.clone())
+            };
+            let function = function.restore(&ctx).map_err(|e| e.to_string())?;
+            let argument = argument.restore(&ctx).map_err(|e| e.to_string())?;
+            let value: Value = function.call((argument,)).catch(&ctx).map_err(describe)?;
             if value.is_promise() {
                 let web = self.web.clone().restore(&ctx).map_err(|e| e.to_string())?;
                 resolve(&ctx, &web, value)?;
