@@ -39,12 +39,22 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    try_open(addr, req).await.expect("a response head")
+}
+
+/// As [`open`], with hyper's error when no response head arrives.
+async fn try_open<B>(addr: SocketAddr, req: Request<B>) -> hyper::Result<Response<Incoming>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    sender.send_request(req).await.expect("a response head")
+    sender.send_request(req).await
 }
 
 /// The rest of a response: its body and its trailers, if any.
@@ -286,16 +296,11 @@ async fn guests_that_answer_badly_or_not_at_all_get_500_and_nothing_half_done() 
     edge.expect_log("the guest returned without setting a response");
     // A body shorter than its declared length must not reach the client as complete:
     // the connection is cut before the head or within the body.
-    let stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let req = Request::get("/sized-short")
         .header("host", "conform.localhost")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    match sender.send_request(req).await {
+    match try_open(edge.addr, req).await {
         Err(e) => assert!(e.is_incomplete_message(), "{e:?}"),
         Ok(resp) => {
             let mut body = resp.into_body();
