@@ -7,6 +7,7 @@
 # reserve its memory under valgrind, so the instances come from the on-demand allocator.
 #
 #   bash benches/callgrind.sh          # N1=200 N2=1200 TOP=40
+#   WASM=/tmp/js.wasm bash benches/callgrind.sh   # another app (e.g. `edge build examples/js/hello.js -o /tmp/js.wasm`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-200}
@@ -20,9 +21,10 @@ trap 'rm -rf "$work"' EXIT
 bin=target/release/examples/requests
 # Under valgrind the CPU looks different, so the engine's code is another cache entry:
 # compile it once here, outside the profiles.
-valgrind --tool=none "$bin" 1 on-demand >/dev/null 2>&1
+app=(${WASM:+"$WASM"})
+valgrind --tool=none "$bin" 1 on-demand "${app[@]}" >/dev/null 2>&1
 for n in "$N1" "$N2"; do
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.$n" "$bin" "$n" on-demand >/dev/null 2>&1
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.$n" "$bin" "$n" on-demand "${app[@]}" >/dev/null 2>&1
   callgrind_annotate --inclusive=yes --threshold=100 "$work/cg.$n" >"$work/inc.$n" 2>/dev/null
 done
 python3 - "$work/inc.$N1" "$work/inc.$N2" "$((N2 - N1))" "$TOP" <<'PY'

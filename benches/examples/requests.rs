@@ -3,7 +3,10 @@
 //! of N and takes the difference, so start-up and loading drop out and what is left is
 //! the instructions of N requests.
 //!
-//!   cargo run --release -p edge-benches --example requests -- 1000 [pooling|on-demand]
+//!   cargo run --release -p edge-benches --example requests -- 1000 [pooling|on-demand] [APP.wasm]
+//!
+//! APP.wasm is another component to serve instead of the hello example (the JS hello, built
+//! with `edge build examples/js/hello.js`, to count the JavaScript request).
 #![allow(missing_docs)]
 
 use edge::engine::{Allocator, EdgeEngine};
@@ -30,7 +33,10 @@ fn main() {
         Some("on-demand") => Allocator::OnDemand,
         Some(other) => panic!("allocator `{other}`: pooling or on-demand"),
     };
-    let wasm = std::fs::read(support::hello_wasm()).unwrap();
+    let wasm = match args.next() {
+        Some(path) => std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+        None => std::fs::read(support::hello_wasm()).unwrap(),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1291,7 +1291,9 @@
     #method = "GET";
     #url;
     #headers = null;
-    // The served request's headers stay flat until asked for.
+    // The served request's headers stay flat until asked for; its URL and headers are
+    // fetched from the host on first use (`null` here: a handler that never looks at
+    // them costs no host calls).
     #flat = null;
     #redirect = "follow";
     #signal = null;
@@ -1309,7 +1311,7 @@
     }
     constructor(input, init) {
       super();
-      if (input === INCOMING && incomingUrl !== null) {
+      if (input === INCOMING && incomingMethod !== null) {
         // The request being served: its body stays with the host until read.
         this.#method = incomingMethod;
         this.#url = incomingUrl;
@@ -1322,7 +1324,7 @@
       let body = null;
       if (input instanceof Request) {
         this.#method = input.#method;
-        this.#url = input.#url;
+        this.#url = input.url;
         this.#headers = new Headers(input.headers);
         this.#redirect = input.#redirect;
         if (init.body === undefined && Body.peek(input) !== null) body = Body.take(input);
@@ -1348,11 +1350,11 @@
       return this.#method;
     }
     get url() {
-      return this.#url;
+      return (this.#url ??= native.url());
     }
     get headers() {
       if (this.#headers === null) {
-        this.#headers = headersFromFlat(this.#flat ?? []);
+        this.#headers = headersFromFlat(this.#flat ?? native.headers());
         this.#flat = null;
       }
       return this.#headers;
@@ -1667,11 +1669,11 @@
    * undefined when all of it is done, or a promise of the rest: a handler that answers at
    * once (not async) with a body in memory costs no promise, job or async resumption.
    */
-  const dispatch = (method, url, flat) => {
+  const dispatch = (method) => {
     rng = null;
     timeOrigin = native.now();
     waits = [];
-    const request = makeIncoming(method, url, flat);
+    const request = makeIncoming(method, null, null);
     if (!app) return dispatchEvent(request, method);
     const response = app.fetch(request, ENV, CONTEXT);
     if (response !== null && typeof response === "object" && typeof response.then === "function")

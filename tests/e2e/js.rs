@@ -1,7 +1,7 @@
 //! JavaScript apps: `edge build` (errors at build time, top-level code run once) and the
 //! Web APIs of `sdk-js` as a served app sees them (`tests/js/webapi.js`).
 
-use crate::support::{Apps, Edge, edge_build, get, repo_root, send, upstream};
+use crate::support::{Apps, Edge, edge_build, get, repo_root, send, send_with, upstream};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -194,6 +194,24 @@ async fn bodies_as_text_json_bytes_and_streams() {
     assert_eq!(echo["url"], "http://webapi.localhost/echo?x=1");
     assert_eq!(echo["text"], "plain body");
     assert_eq!(echo["used"], true);
+
+    // Headers asked for only after the body was read, and a copy of the request.
+    let late = send_with(
+        edge.addr,
+        "POST",
+        host,
+        "/late?y=2",
+        &[("x-late", "after the body"), ("x-other", "1")],
+        b"first".to_vec(),
+    )
+    .await
+    .unwrap();
+    let late: Value = serde_json::from_str(&late.body).unwrap();
+    assert_eq!(late["text"], "first");
+    assert_eq!(late["late"], "after the body");
+    assert_eq!(late["names"], json!(["x-late", "x-other"]));
+    assert_eq!(late["url"], "http://webapi.localhost/late?y=2");
+    assert_eq!(late["copied"], "after the body");
 
     let json = send(
         edge.addr,

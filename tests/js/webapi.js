@@ -136,6 +136,19 @@ const routes = {
       used: request.bodyUsed,
     });
   },
+  async "/late"(request) {
+    // The served request's headers come from the host on first use: here, after its body
+    // was read to the end.
+    const text = await request.text();
+    const copy = new Request(request);
+    return Response.json({
+      text,
+      late: request.headers.get("x-late"),
+      names: [...request.headers.keys()].filter((name) => name.startsWith("x-")),
+      url: copy.url,
+      copied: copy.headers.get("x-late"),
+    });
+  },
   async "/json"(request) {
     const data = await request.json();
     return Response.json({ received: data, doubled: data.n * 2 }, { status: 201, headers: { "x-kind": "json" } });

@@ -62,6 +62,8 @@ struct Engine {
     context: Context,
     /// The object `web.js` evaluates to: `dispatch`, `nextTimer`, `runTimers`.
     hooks: Persistent<Object<'static>>,
+    /// `hooks.dispatch`, looked up once.
+    dispatch: Persistent<Function<'static>>,
 }
 
 thread_local! {
@@ -74,7 +76,11 @@ struct Exchange {
     // Streams are children of their bodies: declared first, so dropped first.
     request_stream: Option<InputStream>,
     request_body: Option<IncomingBody>,
+    /// The request being served: its URL and headers are read from it when the app first
+    /// asks for them, not before (a handler that never looks costs no host calls).
     request: Option<IncomingRequest>,
+    /// Whether the request body was taken (and, once its stream is gone, read to the end).
+    body_taken: bool,
     outparam: Option<ResponseOutparam>,
     response_stream: Option<OutputStream>,
     response_body: Option<OutgoingBody>,
@@ -86,6 +92,7 @@ impl Exchange {
             request_stream: None,
             request_body: None,
             request: None,
+            body_taken: false,
             outparam: None,
             response_stream: None,
             response_body: None,
@@ -179,7 +186,7 @@ impl Engine {
             ScriptLoader::default().with_extension("mjs"),
         );
         let context = Context::full(&runtime).map_err(|e| e.to_string())?;
-        let hooks = context.with(|ctx| -> Result<_, String> {
+        let (hooks, dispatch) = context.with(|ctx| -> Result<_, String> {
             install_natives(&ctx).map_err(|e| e.to_string())?;
             let hooks: Object = ctx
                 .eval_with_options(WEB_JS, web_options())
@@ -202,7 +209,11 @@ impl Engine {
                     CaughtError::Exception(e) => e.message().unwrap_or_default(),
                     other => describe(other),
                 })?;
-            Ok(Persistent::save(&ctx, hooks))
+            let dispatch: Function = hooks.get("dispatch").map_err(|e| e.to_string())?;
+            Ok((
+                Persistent::save(&ctx, hooks),
+                Persistent::save(&ctx, dispatch),
+            ))
         })?;
         // Every module is in the snapshot now; the build's directory is not there at run
         // time, so a dynamic `import()` of something new gets an explanation instead.
@@ -212,26 +223,31 @@ impl Engine {
             runtime,
             context,
             hooks,
+            dispatch,
         })
     }
 
-    /// Runs the app's handler for one request.
-    fn handle(&self, method: String, url: String, headers: Vec<String>) {
+    /// Runs the app's handler for one request; its URL and headers are read on demand
+    /// (`native_url`, `native_headers`).
+    fn handle(&self, method: String) {
         self.context.with(|ctx| {
             let outcome = (|| -> Result<(), String> {
-                let hooks = self
-                    .hooks
+                let dispatch = self
+                    .dispatch
                     .clone()
                     .restore(&ctx)
                     .map_err(|e| e.to_string())?;
-                let dispatch: Function = hooks.get("dispatch").map_err(|e| e.to_string())?;
                 // A promise of what is left, or undefined when the response is out.
-                let done: Value = dispatch
-                    .call((method, url, headers))
-                    .catch(&ctx)
-                    .map_err(describe)?;
+                let done: Value = dispatch.call((method,)).catch(&ctx).map_err(describe)?;
                 match done.into_promise() {
-                    Some(promise) => settle(&ctx, &hooks, promise),
+                    Some(promise) => {
+                        let hooks = self
+                            .hooks
+                            .clone()
+                            .restore(&ctx)
+                            .map_err(|e| e.to_string())?;
+                        settle(&ctx, &hooks, promise)
+                    }
                     None => {
                         while ctx.execute_pending_job() {}
                         Ok(())
@@ -371,6 +387,8 @@ fn install_natives(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
     natives.set("env", Function::new(ctx.clone(), native_env)?)?;
     natives.set("fetch", Function::new(ctx.clone(), outbound::native_fetch)?)?;
     natives.set("now", Function::new(ctx.clone(), native_now)?)?;
+    natives.set("url", Function::new(ctx.clone(), native_url)?)?;
+    natives.set("headers", Function::new(ctx.clone(), native_headers)?)?;
     #[cfg(not(feature = "k6"))]
     state::install(ctx, &natives)?;
     ctx.globals().set("__edge", natives)
@@ -381,12 +399,15 @@ fn native_read<'js>(ctx: Ctx<'js>) -> rquickjs::Result<Option<TypedArray<'js, u8
     let chunk = EXCHANGE.with(|cell| -> Result<Option<Vec<u8>>, String> {
         let mut exchange = cell.borrow_mut();
         if exchange.request_stream.is_none() {
-            let Some(request) = exchange.request.take() else {
+            if exchange.body_taken {
                 return Ok(None);
+            }
+            let body = match exchange.request.as_ref() {
+                Some(request) => request.consume(),
+                None => return Ok(None),
             };
-            let body = request
-                .consume()
-                .map_err(|()| String::from("the request body was already taken"))?;
+            exchange.body_taken = true;
+            let body = body.map_err(|()| String::from("the request body was already taken"))?;
             let stream = body
                 .stream()
                 .map_err(|()| String::from("the request body stream was already taken"))?;
@@ -553,6 +574,29 @@ fn native_env(ctx: Ctx<'_>) -> rquickjs::Result<Object<'_>> {
     Ok(env)
 }
 
+/// The served request's URL, absolute (see [`request_url`]).
+fn native_url(ctx: Ctx<'_>) -> rquickjs::Result<String> {
+    EXCHANGE.with(|cell| match cell.borrow().request.as_ref() {
+        Some(request) => Ok(request_url(request)),
+        None => Err(Exception::throw_type(&ctx, "no request is being served")),
+    })
+}
+
+/// The served request's headers, `[name, value, name, value, …]` in the order they came.
+fn native_headers(ctx: Ctx<'_>) -> rquickjs::Result<Vec<String>> {
+    EXCHANGE.with(|cell| match cell.borrow().request.as_ref() {
+        Some(request) => {
+            let mut flat = Vec::new();
+            for (name, value) in request.headers().entries() {
+                flat.push(name);
+                flat.push(String::from_utf8_lossy(&value).into_owned());
+            }
+            Ok(flat)
+        }
+        None => Err(Exception::throw_type(&ctx, "no request is being served")),
+    })
+}
+
 /// Milliseconds on the monotonic clock (for timers and `performance.now()`).
 fn native_now() -> f64 {
     wasip2::clocks::monotonic_clock::now() as f64 / 1e6
@@ -644,19 +688,13 @@ struct Proxy;
 impl wasip2::exports::http::incoming_handler::Guest for Proxy {
     fn handle(request: IncomingRequest, outparam: ResponseOutparam) {
         let method = method_name(request.method());
-        let url = request_url(&request);
-        let mut headers = Vec::new();
-        for (name, value) in request.headers().entries() {
-            headers.push(name);
-            headers.push(String::from_utf8_lossy(&value).into_owned());
-        }
         EXCHANGE.with(|cell| {
             let mut exchange = cell.borrow_mut();
             exchange.request = Some(request);
             exchange.outparam = Some(outparam);
         });
         ENGINE.with(|cell| match cell.borrow().as_ref() {
-            Some(engine) => engine.handle(method, url, headers),
+            Some(engine) => engine.handle(method),
             None => log_error(
                 "edge-js: this component was not initialized; build it with `edge build app.js`\n",
             ),
