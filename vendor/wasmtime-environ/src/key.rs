@@ -286,10 +286,11 @@ impl PartialOrd for FuncKey {
 }
 
 impl FuncKey {
-    const KIND_BITS: u32 = 4;
-    const KIND_OFFSET: u32 = 32 - Self::KIND_BITS;
-    const KIND_MASK: u32 = ((1 << Self::KIND_BITS) - 1) << Self::KIND_OFFSET;
-    const MODULE_MASK: u32 = !Self::KIND_MASK;
+    // edge patch: `pub(crate)` for the function-location index in `module_artifacts.rs`.
+    pub(crate) const KIND_BITS: u32 = 4;
+    pub(crate) const KIND_OFFSET: u32 = 32 - Self::KIND_BITS;
+    pub(crate) const KIND_MASK: u32 = ((1 << Self::KIND_BITS) - 1) << Self::KIND_OFFSET;
+    pub(crate) const MODULE_MASK: u32 = !Self::KIND_MASK;
 
     const fn new_kind(kind: u32) -> u32 {
         assert!(kind < (1 << Self::KIND_BITS));

@@ -85,6 +85,8 @@ impl CompiledFunctionsTableBuilder {
                 sparse_indices: TryPrimaryMap::new(),
                 func_locs: TryPrimaryMap::new(),
                 src_locs: TryPrimaryMap::new(),
+                #[cfg(feature = "std")]
+                fast: std::sync::OnceLock::new(),
             },
         }
     }
@@ -346,6 +348,107 @@ pub struct CompiledFunctionsTable {
     ///
     /// The absence of a source location is represented by `FilePos::none()`.
     src_locs: TryPrimaryMap<SrcLocIndex, FilePos>,
+
+    /// edge patch: an index that makes `func_loc` O(1), built on its first call (it is
+    /// derived from the fields above, so it is not serialized).
+    #[cfg(feature = "std")]
+    #[serde(skip)]
+    fast: std::sync::OnceLock<FastIndex>,
+}
+
+/// edge patch: what `CompiledFunctionsTable::func_loc` looks up in O(1) instead of a
+/// linear search over the namespaces and a binary search in sparse ones. Each
+/// instantiation makes hundreds of these lookups (the function references of every
+/// import, export and lazily initialized table element).
+#[cfg(feature = "std")]
+#[derive(Debug)]
+struct FastIndex {
+    /// `module bits * 16 + kind` of a raw namespace -> its `NamespaceIndex` + 1, or 0 where
+    /// there is no such namespace. Empty if a namespace's module bits are too large for a
+    /// table (then every lookup takes the original path).
+    slots: Vec<u32>,
+    /// By `NamespaceIndex`: its range in `func_locs` and how to find a key's entry in it.
+    namespaces: Vec<FastNamespace>,
+}
+
+#[cfg(feature = "std")]
+#[derive(Debug)]
+struct FastNamespace {
+    /// `CompiledFunctionsTable::func_loc_range` of the namespace.
+    start: u32,
+    end: u32,
+    lookup: FastLookup,
+}
+
+#[cfg(feature = "std")]
+#[derive(Debug)]
+enum FastLookup {
+    /// A key's entry is at the namespace's start plus the key's index.
+    Dense,
+    /// A sparse namespace: key index -> its offset in the namespace + 1 (0: absent).
+    Direct(Vec<u32>),
+    /// A sparse namespace with indices too large for a table: binary search.
+    Search,
+}
+
+#[cfg(feature = "std")]
+impl FastIndex {
+    /// Larger module bits or sparse indices than these keep the original lookups.
+    const MAX_MODULES: u32 = 1 << 12;
+    const MAX_DIRECT: u32 = 1 << 20;
+
+    fn slot(raw_namespace: u32) -> usize {
+        let module = raw_namespace & FuncKey::MODULE_MASK;
+        let kind = raw_namespace >> FuncKey::KIND_OFFSET;
+        (module as usize) << FuncKey::KIND_BITS | kind as usize
+    }
+
+    fn new(table: &CompiledFunctionsTable) -> FastIndex {
+        let max_module = table
+            .namespaces
+            .values()
+            .map(|ns| ns.into_raw() & FuncKey::MODULE_MASK)
+            .max();
+        let mut slots = Vec::new();
+        if let Some(max_module) = max_module
+            && max_module < Self::MAX_MODULES
+        {
+            slots = vec![0; ((max_module as usize) + 1) << FuncKey::KIND_BITS];
+            for (ns_idx, ns) in table.namespaces.iter() {
+                slots[Self::slot(ns.into_raw())] = ns_idx.as_u32() + 1;
+            }
+        }
+        let namespaces = table
+            .namespaces
+            .iter()
+            .map(|(ns_idx, ns)| {
+                let Range { start, end } = table.func_loc_range(ns_idx);
+                let lookup = if CompiledFunctionsTable::is_dense(ns.kind()) {
+                    FastLookup::Dense
+                } else {
+                    let range = table.sparse_range(ns_idx);
+                    let keys = table.sparse_indices.get_range(range).unwrap();
+                    match keys.last() {
+                        None => FastLookup::Direct(Vec::new()),
+                        Some(last) if last.into_raw() < Self::MAX_DIRECT => {
+                            let mut direct = vec![0; last.into_raw() as usize + 1];
+                            for (offset, key) in keys.iter().enumerate() {
+                                direct[key.into_raw() as usize] = offset as u32 + 1;
+                            }
+                            FastLookup::Direct(direct)
+                        }
+                        Some(_) => FastLookup::Search,
+                    }
+                };
+                FastNamespace {
+                    start: start.as_u32(),
+                    end: end.as_u32(),
+                    lookup,
+                }
+            })
+            .collect();
+        FastIndex { slots, namespaces }
+    }
 }
 
 impl CompiledFunctionsTable {
@@ -403,6 +506,50 @@ impl CompiledFunctionsTable {
     /// the given `key`, if any.
     #[inline]
     fn func_loc_index(&self, key: FuncKey) -> Option<FuncLocIndex> {
+        #[cfg(feature = "std")]
+        {
+            let fast = self.fast.get_or_init(|| FastIndex::new(self));
+            if !fast.slots.is_empty() {
+                return self.func_loc_index_fast(fast, key);
+            }
+        }
+        self.func_loc_index_searched(key)
+    }
+
+    /// edge patch: [`Self::func_loc_index`] through the [`FastIndex`].
+    #[cfg(feature = "std")]
+    #[inline]
+    fn func_loc_index_fast(&self, fast: &FastIndex, key: FuncKey) -> Option<FuncLocIndex> {
+        let (key_ns, key_index) = key.into_parts();
+        let slot = match fast.slots.get(FastIndex::slot(key_ns.into_raw())) {
+            Some(&slot) if slot != 0 => slot - 1,
+            _ => return None,
+        };
+        let ns = &fast.namespaces[slot as usize];
+        let index = match &ns.lookup {
+            FastLookup::Dense => ns.start.checked_add(key_index.into_raw())?,
+            FastLookup::Direct(direct) => match direct.get(key_index.into_raw() as usize) {
+                Some(&offset) if offset != 0 => ns.start + offset - 1,
+                _ => return None,
+            },
+            FastLookup::Search => {
+                let sparse_range = self.sparse_range(NamespaceIndex::from_u32(slot));
+                let sparse_subslice = self.sparse_indices.get_range(sparse_range).unwrap();
+                match sparse_subslice.binary_search(&key_index) {
+                    Ok(i) => ns.start + i as u32,
+                    Err(_) => return None,
+                }
+            }
+        };
+        if index < ns.end {
+            Some(FuncLocIndex::from_u32(index))
+        } else {
+            None
+        }
+    }
+
+    /// The original lookup: a search over the namespaces and, in sparse ones, over keys.
+    fn func_loc_index_searched(&self, key: FuncKey) -> Option<FuncLocIndex> {
         let (key_ns, key_index) = key.into_parts();
         let ns_idx = self.namespace_index(key_ns)?;
         let Range { start, end } = self.func_loc_range(ns_idx);
@@ -742,6 +889,27 @@ mod tests {
             eprintln!("Checking key {key:?}");
             let actual = table.src_loc(key);
             assert_eq!(expected, actual);
+        }
+    }
+
+    /// edge patch: the O(1) index answers as the original searches do, for keys that are
+    /// in the table and keys that are not (other modules, indices past the end).
+    #[cfg(feature = "std")]
+    #[test]
+    fn fast_index_agrees_with_the_searches() {
+        let table = make_test_table();
+        let fast = FastIndex::new(&table);
+        assert!(!fast.slots.is_empty());
+        for module in 0..3 {
+            for index in 0..12 {
+                for key in [def_func_key(module, index), array_to_wasm_tramp_key(module, index)] {
+                    assert_eq!(
+                        table.func_loc_index_fast(&fast, key),
+                        table.func_loc_index_searched(key),
+                        "{key:?}"
+                    );
+                }
+            }
         }
     }
 
