@@ -82,6 +82,8 @@ pub struct App {
     /// Size and modification time of its files when it was loaded, so a rescan can skip
     /// reading files that have not been touched.
     pub stamp: std::sync::Mutex<Option<FileStamp>>,
+    /// Its request metrics, looked up on its first request (see [`crate::metrics::Metrics::app`]).
+    pub meters: std::sync::OnceLock<crate::metrics::AppMeters>,
 }
 
 /// Inode, size and modification time of an app's `.wasm` and `.toml`: a file replaced by
@@ -305,6 +307,7 @@ impl Loader {
             version: None,
             manifest_text: None,
             stamp: std::sync::Mutex::new(None),
+            meters: std::sync::OnceLock::new(),
         }
     }
 

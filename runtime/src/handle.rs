@@ -262,7 +262,10 @@ where
         Err(_) => return Err(timeout(app)),
     };
     let instantiated = started.elapsed();
-    metrics.instantiated(&app.name, instantiated);
+    match metrics.app(&app.meters, &app.name) {
+        Some(meters) => meters.instantiated(instantiated),
+        None => metrics.instantiated(&app.name, instantiated),
+    }
 
     // The guest runs in its own task: after it sets the response head it goes on writing
     // the body, which hyper streams to the client meanwhile.
@@ -499,15 +502,95 @@ fn classify(app: &App, err: wasmtime::Error, memory_exceeded: bool) -> RequestEr
 }
 
 fn server_timing(instantiate: Duration, handle: Duration) -> HeaderValue {
-    // Milliseconds with microsecond resolution, formatted from integers: this runs on
-    // every request and float formatting showed up in profiles.
-    let (i, h) = (instantiate.as_micros(), handle.as_micros());
-    let value = format!(
-        "instantiate;dur={}.{:03}, handle;dur={}.{:03}",
-        i / 1000,
-        i % 1000,
-        h / 1000,
-        h % 1000
-    );
-    HeaderValue::from_str(&value).expect("ASCII")
+    // Milliseconds with microsecond resolution, written digit by digit into a buffer on
+    // the stack: this runs on every request, and `format!` (then float formatting, before
+    // that) showed up in profiles.
+    let mut out = TimingText::default();
+    out.push(b"instantiate;dur=");
+    out.push_millis(instantiate);
+    out.push(b", handle;dur=");
+    out.push_millis(handle);
+    HeaderValue::from_bytes(out.as_bytes()).expect("ASCII")
+}
+
+/// The Server-Timing value as it is written: two labels and two durations of at most 20
+/// digits each fit.
+struct TimingText {
+    buf: [u8; 96],
+    len: usize,
+}
+
+impl Default for TimingText {
+    fn default() -> TimingText {
+        TimingText {
+            buf: [0; 96],
+            len: 0,
+        }
+    }
+}
+
+impl TimingText {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// `took` in milliseconds with three decimals (microseconds), as `12.345`.
+    fn push_millis(&mut self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = micros / 1000;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..]);
+        let frac = (micros % 1000) as u16;
+        self.push(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_timing_is_milliseconds_with_three_decimals() {
+        let value = |i: u64, h: u64| {
+            server_timing(Duration::from_micros(i), Duration::from_micros(h))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(value(0, 7), "instantiate;dur=0.000, handle;dur=0.007");
+        assert_eq!(
+            value(5_042, 12_345_678),
+            "instantiate;dur=5.042, handle;dur=12345.678"
+        );
+        let longest = value(u64::MAX, u64::MAX);
+        assert_eq!(
+            longest,
+            "instantiate;dur=18446744073709551.615, handle;dur=18446744073709551.615"
+        );
+        // Beyond u64 microseconds the value saturates rather than wrapping.
+        let huge = server_timing(Duration::MAX, Duration::ZERO);
+        assert_eq!(
+            huge.to_str().unwrap(),
+            "instantiate;dur=18446744073709551.615, handle;dur=0.000"
+        );
+    }
 }

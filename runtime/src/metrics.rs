@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The exposition formats `/metrics` serves.
@@ -121,6 +122,9 @@ const DEPLOY_RESULTS: [&str; 2] = ["ok", "rejected"];
 
 /// Every metric the server exports.
 pub struct Metrics {
+    /// Tells this set of metrics from another (tests run several servers in a process), so
+    /// [`AppMeters`] kept with an app count into the metrics that made them.
+    id: u64,
     registry: Registry,
     apps: Gauge,
     requests: Family<StatusLabels, Counter>,
@@ -259,7 +263,9 @@ impl Default for Metrics {
              (refused: corrupt or invalid; the app keeps what it serves)",
             cluster_changes.clone(),
         );
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Metrics {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             serving_since,
             serving_version: Default::default(),
             store_up,
@@ -277,6 +283,40 @@ impl Default for Metrics {
             kills,
             deploys,
         }
+    }
+}
+
+/// Which of [`CLASSES`] a status is in.
+fn status_class(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// One app's request metrics, as [`Metrics::request`] and [`Metrics::instantiated`] record
+/// them (the same series), held by the app: see [`Metrics::app`].
+#[derive(Debug)]
+pub struct AppMeters {
+    owner: u64,
+    requests: [Counter; 5],
+    latency: Histogram,
+    instantiate: Histogram,
+}
+
+impl AppMeters {
+    /// Records an answered request.
+    pub fn request(&self, status: u16, latency: Duration) {
+        self.requests[status_class(status)].inc();
+        self.latency.observe(latency.as_secs_f64());
+    }
+
+    /// Records one instantiation.
+    pub fn instantiated(&self, took: Duration) {
+        self.instantiate.observe(took.as_secs_f64());
     }
 }
 
@@ -320,19 +360,38 @@ impl Metrics {
         drop(self.instantiate.get_or_create(&label));
     }
 
+    /// The per-request meters of the app `name`, kept in `kept` (the app's own): made on
+    /// the app's first request, then used without label allocations or map lookups.
+    /// `None` if `kept` holds another server's.
+    pub fn app<'a>(&self, kept: &'a OnceLock<AppMeters>, name: &str) -> Option<&'a AppMeters> {
+        let meters = kept.get_or_init(|| AppMeters {
+            owner: self.id,
+            requests: CLASSES.map(|class| {
+                self.requests
+                    .get_or_create(&StatusLabels {
+                        app: name.to_string(),
+                        class,
+                    })
+                    .clone()
+            }),
+            latency: self
+                .latency
+                .get_or_create(&AppLabel { app: name.into() })
+                .clone(),
+            instantiate: self
+                .instantiate
+                .get_or_create(&AppLabel { app: name.into() })
+                .clone(),
+        });
+        (meters.owner == self.id).then_some(meters)
+    }
+
     /// Records an answered request of `app`.
     pub fn request(&self, app: &str, status: u16, latency: Duration) {
-        let class = match status {
-            100..=199 => CLASSES[0],
-            200..=299 => CLASSES[1],
-            300..=399 => CLASSES[2],
-            400..=499 => CLASSES[3],
-            _ => CLASSES[4],
-        };
         self.requests
             .get_or_create(&StatusLabels {
                 app: app.to_string(),
-                class,
+                class: CLASSES[status_class(status)],
             })
             .inc();
         self.latency
@@ -609,5 +668,34 @@ mod tests {
             assert!(text.contains("process_cpu_seconds_total "), "{text}");
             assert_eq!(text.ends_with("# EOF\n"), format == Format::OpenMetrics);
         }
+    }
+
+    #[test]
+    fn meters_kept_with_an_app_count_into_the_metrics_that_made_them() {
+        let (first, second) = (Metrics::default(), Metrics::default());
+        let kept = OnceLock::new();
+        let meters = first.app(&kept, "a").expect("made by `first`");
+        meters.request(201, Duration::from_millis(2));
+        meters.request(503, Duration::from_millis(1));
+        meters.instantiated(Duration::from_micros(9));
+        // Another server's metrics do not take them: they count the slow way.
+        assert!(second.app(&kept, "a").is_none());
+        second.request("a", 404, Duration::from_millis(1));
+        let text = first.encode(Format::Classic);
+        for line in [
+            "edge_requests_total{app=\"a\",class=\"2xx\"} 1",
+            "edge_requests_total{app=\"a\",class=\"5xx\"} 1",
+            "edge_requests_total{app=\"a\",class=\"4xx\"} 0",
+            "edge_request_duration_seconds_count{app=\"a\"} 2",
+            "edge_instantiate_duration_seconds_count{app=\"a\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        let text = second.encode(Format::Classic);
+        assert!(
+            text.lines()
+                .any(|l| l == "edge_requests_total{app=\"a\",class=\"4xx\"} 1"),
+            "{text}"
+        );
     }
 }

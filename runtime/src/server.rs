@@ -140,8 +140,11 @@ impl Server {
             }
             e.into_response()
         });
-        self.metrics
-            .request(&app.name, resp.status().as_u16(), start.elapsed());
+        let (status, took) = (resp.status().as_u16(), start.elapsed());
+        match self.metrics.app(&app.meters, &app.name) {
+            Some(meters) => meters.request(status, took),
+            None => self.metrics.request(&app.name, status, took),
+        }
         resp
     }
 
