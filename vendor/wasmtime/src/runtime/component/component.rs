@@ -99,6 +99,21 @@ struct ComponentInner {
 
     /// The checksum of the source binary from which the module was compiled.
     checksum: WasmChecksum,
+
+    /// edge patch: each trampoline's code (offsets in the text section) and shared
+    /// signature, resolved once here instead of on every instantiation.
+    trampolines: PrimaryMap<TrampolineIndex, ResolvedTrampoline>,
+}
+
+/// edge patch: what `Instantiator::run` needs of a trampoline, independent of any store.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResolvedTrampoline {
+    /// Offset of the wasm-call entry in the component's text section.
+    wasm_call: usize,
+    /// Offset of the array-call entry.
+    array_call: usize,
+    /// The trampoline's signature, registered with the engine.
+    pub signature: wasmtime_environ::VMSharedTypeIndex,
 }
 
 impl fmt::Debug for Component {
@@ -465,6 +480,30 @@ impl Component {
             })
             .collect::<Result<_>>()?;
 
+        // edge patch: resolve every trampoline's code and signature once, for all
+        // instantiations (see `Component::trampolines`).
+        let trampolines = info
+            .component
+            .trampolines
+            .iter()
+            .map(|(idx, sig)| {
+                let offset = |abi| {
+                    index
+                        .func_loc(FuncKey::ComponentTrampoline(abi, idx))
+                        .expect("every trampoline is compiled")
+                        .start as usize
+                };
+                ResolvedTrampoline {
+                    wasm_call: offset(Abi::Wasm),
+                    array_call: offset(Abi::Array),
+                    signature: code
+                        .signatures()
+                        .shared_type(*sig)
+                        .unwrap_or_else(|| panic!("found unregistered signature: {sig:?}")),
+                }
+            })
+            .collect();
+
         let realloc_func_type = Arc::new(FuncType::new(
             engine,
             [ValType::I32, ValType::I32, ValType::I32, ValType::I32],
@@ -482,6 +521,7 @@ impl Component {
                 index,
                 realloc_func_type,
                 checksum,
+                trampolines,
             }),
         })
     }
@@ -517,6 +557,21 @@ impl Component {
         self.inner.code.signatures()
     }
 
+    /// edge patch: every trampoline, resolved at load, with its code pointers.
+    pub(crate) fn trampolines(
+        &self,
+    ) -> impl Iterator<Item = (TrampolineIndex, AllCallFuncPointers, ResolvedTrampoline)> + '_ {
+        let text = self.engine_code().text();
+        self.inner.trampolines.iter().map(move |(idx, t)| {
+            let ptrs = AllCallFuncPointers {
+                wasm_call: NonNull::from(&text[t.wasm_call..]).cast(),
+                array_call: NonNull::from(&text[t.array_call..]).cast(),
+            };
+            (idx, ptrs, *t)
+        })
+    }
+
+    #[allow(dead_code, reason = "edge patch: instantiation uses `trampolines`")]
     pub(crate) fn trampoline_ptrs(&self, index: TrampolineIndex) -> AllCallFuncPointers {
         let wasm_call = self
             .store_invariant_func(FuncKey::ComponentTrampoline(Abi::Wasm, index))

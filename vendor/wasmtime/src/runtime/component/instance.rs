@@ -745,18 +745,15 @@ impl<'a> Instantiator<'a> {
         // will require. These functions won't actually get used until their
         // associated state has been initialized through the global initializers
         // below, but the funcrefs can all be configured here.
-        for (idx, sig) in env_component.trampolines.iter() {
-            let ptrs = self.component.trampoline_ptrs(idx);
-            let signature = match self.component.signatures().shared_type(*sig) {
-                Some(s) => s,
-                None => panic!("found unregistered signature: {sig:?}"),
-            };
-
+        //
+        // edge patch: their code pointers and signatures were resolved when the
+        // component was loaded (`Component::trampolines`), not here, per instantiation.
+        for (idx, ptrs, resolved) in self.component.trampolines() {
             self.instance_mut(store.0).set_trampoline(
                 idx,
                 ptrs.wasm_call,
                 ptrs.array_call,
-                signature,
+                resolved.signature,
             );
         }
 
