@@ -145,7 +145,9 @@ EOF
 
 if [ -n "$smoke" ]; then
   "$edge" deploy "$smoke" --name hello --server "http://127.0.0.1:$((base + 101))"
-  for target in "$port" $(seq $((base + 1)) $((base + nodes))); do
+  # The nodes first, then haproxy: once every node serves the app, no request haproxy
+  # passes on can reach a node that has not loaded it yet.
+  for target in $(seq $((base + 1)) $((base + nodes))) "$port"; do
     for _ in $(seq 1 100); do
       [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: hello.localhost' "http://127.0.0.1:$target/")" = 200 ] && break
       sleep 0.1
