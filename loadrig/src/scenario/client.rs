@@ -276,31 +276,28 @@ impl Flight {
         let authority = &request.authority;
         // An address needs no lookup; a name is resolved once per VU (the lookup is a
         // blocking call on another thread, which would cost every request a hand-off).
-        let addr = match request.ip {
+        let known = request.ip.or_else(|| {
+            resolved
+                .lock()
+                .expect("dns lock")
+                .get(authority.as_str())
+                .copied()
+        });
+        let addr = match known {
             Some(addr) => addr,
             None => {
-                let cached = resolved
+                let port = authority.port_u16().unwrap_or(80);
+                // Boxed, as the connect is: rare, and large.
+                let addr = Box::pin(tokio::net::lookup_host((authority.host(), port)))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .ok_or(HttpError::DestinationNotFound)?;
+                resolved
                     .lock()
                     .expect("dns lock")
-                    .get(authority.as_str())
-                    .copied();
-                match cached {
-                    Some(addr) => addr,
-                    None => {
-                        let port = authority.port_u16().unwrap_or(80);
-                        // Boxed, as the connect is: rare, and large.
-                        let addr = Box::pin(tokio::net::lookup_host((authority.host(), port)))
-                            .await
-                            .ok()
-                            .and_then(|mut a| a.next())
-                            .ok_or(HttpError::DestinationNotFound)?;
-                        resolved
-                            .lock()
-                            .expect("dns lock")
-                            .insert(authority.as_str().to_owned(), addr);
-                        addr
-                    }
-                }
+                    .insert(authority.as_str().to_owned(), addr);
+                addr
             }
         };
         let method = request.method.clone();
