@@ -262,10 +262,7 @@ where
         Err(_) => return Err(timeout(app)),
     };
     let instantiated = started.elapsed();
-    match metrics.app(&app.meters, &app.name) {
-        Some(meters) => meters.instantiated(instantiated),
-        None => metrics.instantiated(&app.name, instantiated),
-    }
+    metrics.app_instantiated(&app.meters, &app.name, instantiated);
 
     // The guest runs in its own task: after it sets the response head it goes on writing
     // the body, which hyper streams to the client meanwhile.

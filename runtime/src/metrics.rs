@@ -360,10 +360,27 @@ impl Metrics {
         drop(self.instantiate.get_or_create(&label));
     }
 
+    /// Records an answered request of the app `name` through its meters, kept in `kept`
+    /// (the app's own; see [`Metrics::app`]).
+    pub fn app_request(&self, kept: &OnceLock<AppMeters>, name: &str, status: u16, took: Duration) {
+        match self.app(kept, name) {
+            Some(meters) => meters.request(status, took),
+            None => self.request(name, status, took),
+        }
+    }
+
+    /// Records one instantiation of the app `name`, as [`Metrics::app_request`] does.
+    pub fn app_instantiated(&self, kept: &OnceLock<AppMeters>, name: &str, took: Duration) {
+        match self.app(kept, name) {
+            Some(meters) => meters.instantiated(took),
+            None => self.instantiated(name, took),
+        }
+    }
+
     /// The per-request meters of the app `name`, kept in `kept` (the app's own): made on
     /// the app's first request, then used without label allocations or map lookups.
-    /// `None` if `kept` holds another server's.
-    pub fn app<'a>(&self, kept: &'a OnceLock<AppMeters>, name: &str) -> Option<&'a AppMeters> {
+    /// `None` if `kept` holds another server's (the caller then records the slow way).
+    fn app<'a>(&self, kept: &'a OnceLock<AppMeters>, name: &str) -> Option<&'a AppMeters> {
         let meters = kept.get_or_init(|| AppMeters {
             owner: self.id,
             requests: CLASSES.map(|class| {

@@ -140,11 +140,12 @@ impl Server {
             }
             e.into_response()
         });
-        let (status, took) = (resp.status().as_u16(), start.elapsed());
-        match self.metrics.app(&app.meters, &app.name) {
-            Some(meters) => meters.request(status, took),
-            None => self.metrics.request(&app.name, status, took),
-        }
+        self.metrics.app_request(
+            &app.meters,
+            &app.name,
+            resp.status().as_u16(),
+            start.elapsed(),
+        );
         resp
     }
 
