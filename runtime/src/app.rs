@@ -82,7 +82,7 @@ pub struct App {
     /// Size and modification time of its files when it was loaded, so a rescan can skip
     /// reading files that have not been touched.
     pub stamp: std::sync::Mutex<Option<FileStamp>>,
-    /// Its request metrics, looked up on its first request (see [`crate::metrics::Metrics::app`]).
+    /// Its request metrics, looked up on its first request (see [`crate::metrics::Metrics::app_request`]).
     pub meters: std::sync::OnceLock<crate::metrics::AppMeters>,
 }
 

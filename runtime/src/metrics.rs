@@ -298,7 +298,7 @@ fn status_class(status: u16) -> usize {
 }
 
 /// One app's request metrics, as [`Metrics::request`] and [`Metrics::instantiated`] record
-/// them (the same series), held by the app: see [`Metrics::app`].
+/// them (the same series), held by the app: see [`Metrics::app_request`].
 #[derive(Debug)]
 pub struct AppMeters {
     owner: u64,
@@ -361,7 +361,8 @@ impl Metrics {
     }
 
     /// Records an answered request of the app `name` through its meters, kept in `kept`
-    /// (the app's own; see [`Metrics::app`]).
+    /// (the app's own): made on the app's first request, then used without label allocations
+    /// or map lookups.
     pub fn app_request(&self, kept: &OnceLock<AppMeters>, name: &str, status: u16, took: Duration) {
         match self.app(kept, name) {
             Some(meters) => meters.request(status, took),
