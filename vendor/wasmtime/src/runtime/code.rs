@@ -323,6 +323,20 @@ enum StoreCodeStorage {
     Private(Box<CodeMemory>),
 }
 
+/// edge patch: whether every store of `engine` runs the engine's own copy of a module's
+/// code (`StoreCodeStorage::Shared`), so a code pointer can be computed from the
+/// `EngineCode` without finding the store's `StoreCode`. Mirrors `StoreCode::new`.
+#[inline]
+pub(crate) fn store_code_is_shared(engine: &Engine) -> bool {
+    #[cfg(feature = "debug")]
+    return !engine.tunables().debug_guest;
+    #[cfg(not(feature = "debug"))]
+    {
+        let _ = engine;
+        true
+    }
+}
+
 impl StoreCode {
     /// Create a new StoreCode for a given Store from a given
     /// EngineCode, given the engine's settings (tunables).
@@ -428,9 +442,16 @@ impl<'a> ModuleWithCode<'a> {
         self.module
     }
 
+    /// edge patch: the text section this module's code pointers point into.
+    #[inline]
+    pub fn text(&self) -> &'a [u8] {
+        self.store_code.text()
+    }
+
     /// Returns the slice in the text section of the function that
     /// `key` points to.
     #[inline]
+    #[allow(dead_code, reason = "edge patch: funcrefs index `text` themselves")]
     pub fn function(&self, key: FuncKey) -> &[u8] {
         let range = self.module.compiled_module().function_range(key);
         &self.store_code.text()[range]

@@ -960,20 +960,29 @@ impl Instance {
         // it's better for instantiation performance if we don't have to track
         // "is-initialized" state at all!
 
-        let module_with_code = ModuleWithCode::in_store(
-            registry,
-            self.runtime_module()
-                .expect("funcref impossible in fake module"),
-        )
-        .expect("module not in store");
+        let module = self
+            .runtime_module()
+            .expect("funcref impossible in fake module");
+        // edge patch: a store shares the engine's code unless guest debugging gives it a
+        // private copy (`StoreCode::new`), so the code is found without the store's two
+        // B-tree lookups (`ModuleWithCode::in_store`), which were a third of a funcref's
+        // cost and are paid for every function reference of every fresh instance.
+        let text: &[u8] = if crate::runtime::code::store_code_is_shared(module.engine()) {
+            module.engine_code().text()
+        } else {
+            ModuleWithCode::in_store(registry, module)
+                .expect("module not in store")
+                .text()
+        };
+        let compiled = module.compiled_module();
 
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
+        let array_call = VmPtr::from(
+            NonNull::from(&text[compiled.function_range(array_to_wasm_key)]).cast(),
+        );
 
         let wasm_call = Some(VmPtr::from(
             NonNull::new(
-                module_with_code
-                    .function(wasm_key)
+                text[compiled.function_range(wasm_key)]
                     .as_ptr()
                     .cast::<VMWasmCallFunction>()
                     .cast_mut(),
