@@ -10,6 +10,7 @@ use crate::runtime::vm::CompiledModuleId;
 use alloc::sync::Arc;
 use core::ops::Range;
 use core::str;
+use core::sync::atomic::{AtomicU64, Ordering};
 use wasmtime_environ::{
     CompiledFunctionsTable, CompiledModuleInfo, DefinedFuncIndex, FilePos, FuncIndex, FuncKey,
     FunctionLoc, FunctionName, Metadata, Module, ModuleInternedTypeIndex, StaticModuleIndex,
@@ -25,6 +26,11 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// edge patch: per defined function, the text offsets of its array-to-wasm
+    /// trampoline (high half) and its body (low half), found on first use by
+    /// `funcref_code_offsets`; 0 until then (the two are different code, so at
+    /// most one of them starts at offset 0 and a found pair is never 0).
+    funcref_offsets: Box<[AtomicU64]>,
 }
 
 impl CompiledModule {
@@ -58,7 +64,11 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            funcref_offsets: Box::default(),
         };
+        ret.funcref_offsets = (0..ret.module.num_defined_funcs())
+            .map(|_| AtomicU64::new(0))
+            .collect();
         ret.register_profiling(profiler)?;
 
         Ok(ret)
@@ -119,6 +129,27 @@ impl CompiledModule {
             let key = FuncKey::DefinedWasmFunction(self.module_index(), i);
             (i, self.function_range(key))
         })
+    }
+
+    /// edge patch: the text offsets of a defined function's array-to-wasm
+    /// trampoline and of its body, the two code pointers of its `VMFuncRef`.
+    /// Every fresh instance writes the funcrefs it hands out (imports of other
+    /// core instances, table elements), so the two `func_loc` lookups are done
+    /// once per function and kept here. Panics, as `function_range` does, if
+    /// the function has no trampoline (it never escapes).
+    #[inline]
+    pub fn funcref_code_offsets(&self, index: DefinedFuncIndex) -> (usize, usize) {
+        let slot = &self.funcref_offsets[index.as_u32() as usize];
+        let mut packed = slot.load(Ordering::Relaxed);
+        if packed == 0 {
+            let module = self.module_index();
+            let array = self.func_loc(FuncKey::ArrayToWasmTrampoline(module, index));
+            let wasm = self.func_loc(FuncKey::DefinedWasmFunction(module, index));
+            packed = (u64::from(array.start) << 32) | u64::from(wasm.start);
+            // Racing writers store the same value.
+            slot.store(packed, Ordering::Relaxed);
+        }
+        ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize)
     }
 
     /// Returns the offset in the text section of the function that `key`

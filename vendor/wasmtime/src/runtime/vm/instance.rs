@@ -880,8 +880,6 @@ impl Instance {
         let func = &module.functions[index];
         let type_index = func.signature.unwrap_engine_type_index();
         let vmctx_offset = self.offsets().vmctx_func_ref(func.func_ref);
-        let array_to_wasm_key = FuncKey::ArrayToWasmTrampoline(module.module_index, def_index);
-        let wasm_key = FuncKey::DefinedWasmFunction(module.module_index, def_index);
         // SAFETY: the type/offset/keys here are all valid for the defined
         // function at `def_index`.
         unsafe {
@@ -889,8 +887,7 @@ impl Instance {
                 registry,
                 type_index,
                 vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
+                FuncrefCode::Defined(def_index),
             )
         }
     }
@@ -916,8 +913,7 @@ impl Instance {
                 registry,
                 type_index,
                 vmctx_offset,
-                array_to_wasm_key,
-                wasm_key,
+                FuncrefCode::Keys(array_to_wasm_key, wasm_key),
             )
         }
     }
@@ -936,8 +932,7 @@ impl Instance {
         registry: &ModuleRegistry,
         type_index: VMSharedTypeIndex,
         vmctx_offset: u32,
-        array_to_wasm_key: FuncKey,
-        wasm_key: FuncKey,
+        code: FuncrefCode,
     ) -> Option<NonNull<VMFuncRef>> {
         // For now, we eagerly initialize an funcref struct in-place whenever
         // asked for a reference to it. This is mostly fine, because in practice
@@ -975,14 +970,21 @@ impl Instance {
                 .text()
         };
         let compiled = module.compiled_module();
+        // edge patch: a defined function's two code offsets are kept by its module
+        // (`CompiledModule::funcref_code_offsets`), found once, not on every instance.
+        let (array_offset, wasm_offset) = match code {
+            FuncrefCode::Defined(index) => compiled.funcref_code_offsets(index),
+            FuncrefCode::Keys(array_to_wasm_key, wasm_key) => (
+                compiled.function_range(array_to_wasm_key).start,
+                compiled.function_range(wasm_key).start,
+            ),
+        };
 
-        let array_call = VmPtr::from(
-            NonNull::from(&text[compiled.function_range(array_to_wasm_key)]).cast(),
-        );
+        let array_call = VmPtr::from(NonNull::from(&text[array_offset..]).cast());
 
         let wasm_call = Some(VmPtr::from(
             NonNull::new(
-                text[compiled.function_range(wasm_key)]
+                text[wasm_offset..]
                     .as_ptr()
                     .cast::<VMWasmCallFunction>()
                     .cast_mut(),
@@ -1911,4 +1913,13 @@ impl PassiveElementSegment {
     pub(crate) fn elements_mut(&mut self) -> &mut [ValRaw] {
         &mut self.elements
     }
+}
+
+/// edge patch: where `initialize_and_return_funcref` finds a funcref's two code
+/// pointers: a defined function's from its module's kept offsets, anything
+/// else (the module's startup function) by looking up its keys.
+#[derive(Clone, Copy)]
+enum FuncrefCode {
+    Defined(DefinedFuncIndex),
+    Keys(FuncKey, FuncKey),
 }
