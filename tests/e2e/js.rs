@@ -542,8 +542,9 @@ async fn imports_are_resolved_at_build_time() {
 /// The engine makes what initialization built immortal before the snapshot (QuickJS as
 /// patched in `vendor/rquickjs-sys`): each request still changes those objects as a plain
 /// engine would — properties added and deleted, strings appended, arrays and maps grown,
-/// the last reference to one dropped, cycles holding them collected — and, in its fresh
-/// instance, sees the snapshot as it was.
+/// the last reference to one dropped, cycles holding them collected, objects built along
+/// the shapes initialization kept, and those shapes' init-time objects changed — and, in
+/// its fresh instance, sees the snapshot as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_built_at_initialization_change_as_usual_and_every_request_starts_clean() {
     let apps = Apps::new();
@@ -559,6 +560,16 @@ async fn objects_built_at_initialization_change_as_usual_and_every_request_start
         "odd": 10000,
         "config": { "list": [1, 2, 3, 4], "nested": { "deep": "xy" }, "extra": "added" },
         "wide": 39,
+        "points": [3, 7, 11],
+        "shapes": {
+            "grown": [["a", 10], ["c", 30], ["d", 40]],
+            "steps": [["a", 1], ["b", 2], ["c", 3], ["d", 4]],
+            "frozen": true,
+            "refused": true,
+            "sibling": [1, false],
+            "twin": [7, true, false],
+            "fresh": ["new", 2],
+        },
     });
     for round in 0..3 {
         let resp = get(edge.addr, "snapshot.localhost", "/").await;

@@ -22,6 +22,31 @@ let replaced = { old: true };
 const wide = {}; // many properties, one deleted: a shape of its own, changed in place
 for (let i = 0; i < 40; i++) wide["k" + i] = i;
 delete wide.k0;
+// Shapes: initialization keeps the shape of every step of an object's growth, and the
+// snapshot shares them (vendor/README.md, "retained shapes"). Objects built then, and
+// objects a request builds the same way, must each keep their own properties.
+class Point {
+  #x;
+  #y;
+  constructor(x, y) {
+    this.#x = x;
+    this.#y = y;
+  }
+  get sum() {
+    return this.#x + this.#y;
+  }
+}
+const origin = new Point(1, 2);
+const steps = { a: 1 };
+steps.b = 2;
+steps.c = 3;
+const sibling = { a: 1, b: 2 }; // the shape of one of `steps`' steps
+{
+  // A prototype that dies with a garbage cycle, while its shape would be kept.
+  const doomed = Object.create({ kind: "gone" });
+  doomed.self = doomed;
+  doomed.x = 1;
+}
 
 export default {
   fetch() {
@@ -49,6 +74,36 @@ export default {
       odd += a.self.a.i & 1;
     }
     out.odd = odd;
+    const point = new Point(3, 4);
+    out.points = [origin.sum, point.sum, new Point(5, 6).sum];
+    const grown = { a: 10 };
+    grown.b = 20;
+    grown.c = 30;
+    grown.d = 40;
+    delete grown.b;
+    steps.d = 4;
+    Object.defineProperty(sibling, "a", { writable: false });
+    let refused = false;
+    try {
+      sibling.a = 2;
+    } catch {
+      refused = true;
+    }
+    const twin = { a: 1, b: 2 };
+    twin.a = 7;
+    Object.freeze(steps);
+    const fresh = Object.create({ kind: "new" });
+    fresh.self = fresh;
+    fresh.x = 2;
+    out.shapes = {
+      grown: Object.entries(grown),
+      steps: Object.entries(steps),
+      frozen: Object.isFrozen(steps),
+      refused,
+      sibling: [sibling.a, Object.getOwnPropertyDescriptor(sibling, "a").writable],
+      twin: [twin.a, Object.getOwnPropertyDescriptor(twin, "a").writable, Object.isFrozen(twin)],
+      fresh: [fresh.kind, fresh.x],
+    };
     out.config = config;
     out.wide = Object.keys(wide).length;
     return Response.json(out);

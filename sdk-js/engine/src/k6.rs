@@ -138,6 +138,7 @@ impl K6 {
         let runtime = Runtime::new().map_err(|e| e.to_string())?;
         runtime.set_loader(ScriptModules, ScriptModules);
         let context = Context::full(&runtime).map_err(|e| e.to_string())?;
+        super::retain_shapes(&context);
         let (web, hooks, iterate, options) = context.with(|ctx| -> Result<_, String> {
             install_natives(&ctx).map_err(|e| e.to_string())?;
             let web: Object = ctx

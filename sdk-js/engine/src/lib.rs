@@ -104,9 +104,21 @@ unsafe extern "C" {
     /// QuickJS as patched in `vendor/rquickjs-sys`: every block allocated so far becomes
     /// immortal (its reference count is never written again, it is never freed).
     fn JS_MakeHeapImmortal(rt: *mut rquickjs::qjs::JSRuntime);
+    /// Same patch: until `JS_MakeHeapImmortal`, every hashed object shape is kept, each
+    /// step of an object's growth included, so the snapshot holds them for instances.
+    fn JS_RetainShapes(rt: *mut rquickjs::qjs::JSRuntime);
     /// wasi-libc's allocator, the engine's (for `fill_malloc_holes`).
     fn malloc(size: usize) -> *mut u8;
     fn free(ptr: *mut u8);
+}
+
+/// The first step of initialization, once the context exists: from now until
+/// `seal_heap`, QuickJS keeps the object shapes it makes (`JS_RetainShapes`), so an
+/// instance started from the snapshot finds the shapes of the objects its requests make
+/// (`Request`, `Response`, `Headers`, …) instead of building each again, field by field.
+fn retain_shapes(context: &Context) {
+    // SAFETY: the runtime is alive and idle; the call sets one flag of it.
+    unsafe { JS_RetainShapes(context.get_runtime_ptr()) }
 }
 
 /// The last step of initialization, just before the snapshot: collects what it left
@@ -186,6 +198,7 @@ impl Engine {
             ScriptLoader::default().with_extension("mjs"),
         );
         let context = Context::full(&runtime).map_err(|e| e.to_string())?;
+        retain_shapes(&context);
         let (hooks, dispatch) = context.with(|ctx| -> Result<_, String> {
             install_natives(&ctx).map_err(|e| e.to_string())?;
             let hooks: Object = ctx

@@ -363,6 +363,8 @@ struct JSRuntime {
        gc_obj_list (the collector treats them as roots and never visits them) */
     struct list_head immortal_obj_list;
     bool heap_immortal;
+    /* edge patch: JS_RetainShapes() was called and the heap is not immortal yet */
+    bool retain_shapes;
     /* list of JSGCObjectHeader.link. Used during JS_FreeValueRT() */
     struct list_head gc_zero_ref_count_list;
     struct list_head tmp_obj_list; /* used during GC */
@@ -1142,6 +1144,8 @@ struct JSShape {
     /* true if the shape is inserted in the shape hash table. If not,
        JSShape.hash is not valid */
     uint8_t is_hashed;
+    /* edge patch: kept by JS_RetainShapes(), which holds one count of it */
+    uint8_t retained;
     uint32_t hash; /* current hash value */
     uint32_t prop_hash_mask;
     int prop_size; /* allocated properties */
@@ -1542,6 +1546,7 @@ static void async_func_mark(JSRuntime *rt, JSAsyncFunctionState *s,
                             JS_MarkFunc *mark_func);
 static int JS_AddIntrinsicBasicObjects(JSContext *ctx);
 static void js_free_shape(JSRuntime *rt, JSShape *sh);
+static void js_release_retained_shapes(JSRuntime *rt); /* edge patch */
 static void js_free_shape_null(JSRuntime *rt, JSShape *sh);
 static int js_shape_prepare_update(JSContext *ctx, JSObject *p,
                                    JSShapeProperty **pprs);
@@ -2694,6 +2699,8 @@ void JS_FreeRuntime(JSRuntime *rt)
     /* edge patch: immortal objects are never freed, nor is what they hold */
     if (rt->heap_immortal)
         return;
+    if (rt->retain_shapes)
+        js_release_retained_shapes(rt);
 
     rt->in_free = true;
     JS_FreeValueRT(rt, rt->current_exception);
@@ -5749,6 +5756,7 @@ static inline JSShape *js_new_shape_nohash(JSContext *ctx, JSObject *proto,
     sh->prop_count = 0;
     sh->deleted_prop_count = 0;
     sh->is_hashed = false;
+    sh->retained = false;
     return sh;
 }
 
@@ -5836,6 +5844,7 @@ static JSShape *js_clone_shape(JSContext *ctx, JSShape *sh1)
     JS_REF_COUNT(sh) = 1;
     add_gc_object(ctx->rt, &sh->header, JS_GC_OBJ_TYPE_SHAPE);
     sh->is_hashed = false;
+    sh->retained = false;
     if (sh->proto) {
         js_dup(JS_MKPTR(JS_TAG_OBJECT, sh->proto));
     }
@@ -5874,6 +5883,14 @@ static void js_free_shape0(JSRuntime *rt, JSShape *sh)
 static void js_free_shape(JSRuntime *rt, JSShape *sh)
 {
     if (unlikely(js_rc_dec(sh) <= 0)) {
+        /* edge patch: a retained hashed shape keeps one count of its own, unless
+           it goes with a garbage cycle (its prototype may be part of it) */
+        if (unlikely(rt->retain_shapes) && sh->is_hashed &&
+            rt->gc_phase != JS_GC_PHASE_REMOVE_CYCLES) {
+            JS_REF_COUNT(sh) = 1;
+            sh->retained = true;
+            return;
+        }
         js_free_shape0(rt, sh);
     }
 }
@@ -7547,12 +7564,91 @@ void JS_RunGC(JSRuntime *rt)
    copying one for every reference count they touch. Run JS_RunGC() first, or
    the garbage of the moment lives forever. After this call, JS_FreeRuntime()
    frees nothing. */
+/* edge patch: what an instance started from an immortal heap may add without growing
+   the runtime's shape hash, atom hash or atom array. Growing one rehashes (or copies)
+   every entry, and rehashing writes the chain link of every shape or atom: on the
+   first new shape or atom of each instance, a write to every snapshot page that holds
+   one. The shape hash gets less room than the atoms: an instance writes its new
+   shapes' buckets, and a larger table spreads them over more pages. */
+#define JS_IMMORTAL_SHAPE_ROOM 192
+#define JS_IMMORTAL_ATOM_ROOM 512
+
+static void js_make_room_for_instance(JSRuntime *rt)
+{
+    int bits = rt->shape_hash_bits;
+    uint32_t i, start, new_size;
+    JSAtomStruct **new_array;
+
+    while ((1 << bits) < 2 * (rt->shape_hash_count + JS_IMMORTAL_SHAPE_ROOM))
+        bits++;
+    /* failures only cost speed: the table grows on demand as before */
+    if (bits != rt->shape_hash_bits)
+        resize_shape_hash(rt, bits);
+    if (rt->atom_count + JS_IMMORTAL_ATOM_ROOM >= rt->atom_count_resize) {
+        int size = rt->atom_hash_size;
+        while (rt->atom_count + JS_IMMORTAL_ATOM_ROOM >= JS_ATOM_COUNT_RESIZE(size))
+            size *= 2;
+        JS_ResizeAtomHash(rt, size);
+    }
+    /* free atom slots: the ones on the free list are counted by atom_size - atom_count */
+    if (rt->atom_size - rt->atom_count < JS_IMMORTAL_ATOM_ROOM) {
+        new_size = rt->atom_size + JS_IMMORTAL_ATOM_ROOM;
+        if (new_size > JS_ATOM_MAX)
+            return;
+        new_array = js_realloc_rt(rt, rt->atom_array, sizeof(*new_array) * new_size);
+        if (!new_array)
+            return;
+        start = rt->atom_size;
+        for (i = start; i < new_size; i++)
+            new_array[i] = atom_set_free(i + 1 < new_size ? i + 1 : rt->atom_free_index);
+        rt->atom_array = new_array;
+        rt->atom_size = new_size;
+        rt->atom_free_index = start;
+    }
+}
+
+/* edge patch (vendor/README.md): from now until JS_MakeHeapImmortal(), every hashed
+   shape stays in the shape hash: one whose last user goes keeps a count of its own,
+   and an object that adds a property to its unshared hashed shape moves to a copy
+   instead of changing it, so each step of a shape's growth is kept. An instance started
+   from the immortal heap then finds the shapes of the objects initialization made (a
+   class's instances, step by step through their fields) instead of building and
+   hashing them again. Bounded by what initialization creates; call it once, first. */
+void JS_RetainShapes(JSRuntime *rt)
+{
+    rt->retain_shapes = true;
+}
+
+/* edge patch: ends JS_RetainShapes() without JS_MakeHeapImmortal(): drops the count
+   each retained shape holds (JS_FreeRuntime). */
+static void js_release_retained_shapes(JSRuntime *rt)
+{
+    JSShape *sh;
+    int i;
+
+    rt->retain_shapes = false;
+    for (i = 0; i < rt->shape_hash_size; i++) {
+    restart:
+        for (sh = rt->shape_hash[i]; sh != NULL; sh = sh->shape_hash_next) {
+            if (sh->retained) {
+                sh->retained = false;
+                /* may free others of the chain: start it again */
+                js_free_shape(rt, sh);
+                goto restart;
+            }
+        }
+    }
+}
+
 void JS_MakeHeapImmortal(JSRuntime *rt)
 {
     JSArenaState *s = &rt->arena_state;
     struct list_head *el, *el1;
     uint8_t is_free[JS_ARENA_SIZE / 16];
     unsigned int i, idx, n, block_size;
+
+    rt->retain_shapes = false;
+    js_make_room_for_instance(rt);
 
     for (i = 0; i < JS_ARENA_BLOCK_SIZE_COUNT; i++) {
         block_size = arena_block_sizes[i];
@@ -10280,8 +10376,9 @@ static JSProperty *add_property(JSContext *ctx,
             p->shape = js_dup_shape(new_sh);
             js_free_shape(ctx->rt, sh);
             return &p->prop[new_sh->prop_count - 1];
-        } else if (JS_REF_COUNT(sh) != 1) {
-            /* if the shape is shared, clone it */
+        } else if (JS_REF_COUNT(sh) != 1 || ctx->rt->retain_shapes) {
+            /* if the shape is shared, clone it (edge patch: or if it is to be
+               retained, so each step of the object's shape stays hashed) */
             new_sh = js_clone_shape(ctx, sh);
             if (!new_sh)
                 return NULL;

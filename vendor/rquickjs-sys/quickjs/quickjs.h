@@ -531,6 +531,7 @@ JS_EXTERN void JS_MarkValue(JSRuntime *rt, JSValueConst val,
 JS_EXTERN void JS_RunGC(JSRuntime *rt);
 /* edge patch: see quickjs.c */
 JS_EXTERN void JS_MakeHeapImmortal(JSRuntime *rt);
+JS_EXTERN void JS_RetainShapes(JSRuntime *rt);
 JS_EXTERN bool JS_IsLiveObject(JSRuntime *rt, JSValueConst obj);
 
 JS_EXTERN JSContext *JS_NewContext(JSRuntime *rt);
