@@ -549,6 +549,12 @@ async fn imports_are_resolved_at_build_time() {
 async fn objects_built_at_initialization_change_as_usual_and_every_request_starts_clean() {
     let apps = Apps::new();
     apps.add_js("tests/js/snapshot.js", "snapshot");
+    // The 20 000-key dictionary built at initialization keeps a few of its shapes, not
+    // one per step (3.9 MiB built; a copy per step made it 110 MiB).
+    let built = std::fs::metadata(apps.path().join("snapshot.wasm"))
+        .unwrap()
+        .len();
+    assert!(built < 8 << 20, "snapshot.js built to {built} bytes");
     let edge = Edge::start(apps.path(), &[]);
     let expected = json!({
         "greeting": "hello, snapshot snapshot snapshot !",
@@ -569,6 +575,7 @@ async fn objects_built_at_initialization_change_as_usual_and_every_request_start
             "sibling": [1, false],
             "twin": [7, true, false],
             "fresh": ["new", 2],
+            "dict": [20000, 0, 19999],
         },
     });
     for round in 0..3 {

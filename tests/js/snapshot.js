@@ -41,6 +41,10 @@ const steps = { a: 1 };
 steps.b = 2;
 steps.c = 3;
 const sibling = { a: 1, b: 2 }; // the shape of one of `steps`' steps
+// A dictionary grown key by key: the kept shapes stop at its first steps (a copy at
+// every step would be quadratic in its size, and this build would run out of memory).
+const dict = {};
+for (let i = 0; i < 20000; i++) dict["key" + i] = i;
 {
   // A prototype that dies with a garbage cycle, while its shape would be kept.
   const doomed = Object.create({ kind: "gone" });
@@ -103,7 +107,9 @@ export default {
       sibling: [sibling.a, Object.getOwnPropertyDescriptor(sibling, "a").writable],
       twin: [twin.a, Object.getOwnPropertyDescriptor(twin, "a").writable, Object.isFrozen(twin)],
       fresh: [fresh.kind, fresh.x],
+      dict: [Object.keys(dict).length, dict.key0, dict.key19999],
     };
+    dict.extra = true;
     out.config = config;
     out.wide = Object.keys(wide).length;
     return Response.json(out);

@@ -365,6 +365,7 @@ struct JSRuntime {
     bool heap_immortal;
     /* edge patch: JS_RetainShapes() was called and the heap is not immortal yet */
     bool retain_shapes;
+    int retained_shape_count;
     /* list of JSGCObjectHeader.link. Used during JS_FreeValueRT() */
     struct list_head gc_zero_ref_count_list;
     struct list_head tmp_obj_list; /* used during GC */
@@ -5880,15 +5881,29 @@ static void js_free_shape0(JSRuntime *rt, JSShape *sh)
     js_free_rt(rt, get_alloc_from_shape(sh));
 }
 
+/* edge patch: JS_RetainShapes() keeps the first steps of an object's growth, and only
+   so many shapes: an object that grows field by field into a dictionary would otherwise
+   leave a copy of its shape at every step, quadratic in its size. */
+#define JS_RETAIN_MAX_PROPS 32
+#define JS_RETAIN_MAX_SHAPES 4096
+
+static inline bool js_shape_retainable(JSRuntime *rt, JSShape *sh)
+{
+    return rt->retain_shapes && sh->prop_count < JS_RETAIN_MAX_PROPS &&
+           rt->retained_shape_count < JS_RETAIN_MAX_SHAPES;
+}
+
 static void js_free_shape(JSRuntime *rt, JSShape *sh)
 {
     if (unlikely(js_rc_dec(sh) <= 0)) {
         /* edge patch: a retained hashed shape keeps one count of its own, unless
            it goes with a garbage cycle (its prototype may be part of it) */
         if (unlikely(rt->retain_shapes) && sh->is_hashed &&
-            rt->gc_phase != JS_GC_PHASE_REMOVE_CYCLES) {
+            rt->gc_phase != JS_GC_PHASE_REMOVE_CYCLES &&
+            js_shape_retainable(rt, sh)) {
             JS_REF_COUNT(sh) = 1;
             sh->retained = true;
+            rt->retained_shape_count++;
             return;
         }
         js_free_shape0(rt, sh);
@@ -10376,7 +10391,7 @@ static JSProperty *add_property(JSContext *ctx,
             p->shape = js_dup_shape(new_sh);
             js_free_shape(ctx->rt, sh);
             return &p->prop[new_sh->prop_count - 1];
-        } else if (JS_REF_COUNT(sh) != 1 || ctx->rt->retain_shapes) {
+        } else if (JS_REF_COUNT(sh) != 1 || js_shape_retainable(ctx->rt, sh)) {
             /* if the shape is shared, clone it (edge patch: or if it is to be
                retained, so each step of the object's shape stays hashed) */
             new_sh = js_clone_shape(ctx, sh);
