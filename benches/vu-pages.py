@@ -6,7 +6,12 @@ differs from the image (read through /proc/PID/map_files): byte-identical (touch
 restored), or how many 32-bit words changed.
 
     loadrig run benches/scenarios/sleepy.js --vus 300 -d 20s -e BASE_URL=… &
-    sleep 8; python3 benches/vu-pages.py $(pgrep -f 'loadrig run') [VUS_TO_DIFF]
+    sleep 8; python3 benches/vu-pages.py $(pgrep -f 'loadrig run') [VUS_TO_DIFF [IMAGE_PAGES]]
+
+The same works for `edge serve`'s pooled instances (each slot keeps its pages between
+requests): its images are memfds, or the compiled-code cache's `.cwasm` files when the
+app came from the cache (measure once the log says the app is `optimized`: the first code
+maps no image); IMAGE_PAGES picks one app's image when several are served.
 
 docs/benchmarks.md ("Where a sleeping VU's memory is, by page") has what it found.
 """
@@ -20,12 +25,17 @@ PAGE = 4096
 def main():
     pid = int(sys.argv[1])
     sample = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    want = int(sys.argv[3]) if len(sys.argv) > 3 else None
     images = []
     for line in open(f"/proc/{pid}/maps"):
         parts = line.split()
-        if len(parts) > 5 and "memfd:wasm-memory-image" in parts[5]:
+        # A private writable mapping of an image: a memfd, or a cached module's file.
+        if len(parts) > 5 and parts[1] == "rw-p" and (
+            "memfd:wasm-memory-image" in parts[5] or parts[5].endswith(".cwasm")
+        ):
             start, end = (int(x, 16) for x in parts[0].split("-"))
-            images.append((start, end, int(parts[2], 16)))
+            if want is None or (end - start) // PAGE == want:
+                images.append((start, end, int(parts[2], 16)))
     if not images:
         sys.exit("no VU memory-image mappings in that process")
     pagemap = open(f"/proc/{pid}/pagemap", "rb")
