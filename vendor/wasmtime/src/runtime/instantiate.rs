@@ -57,6 +57,9 @@ impl CompiledModule {
         index: Arc<CompiledFunctionsTable>,
         profiler: &dyn ProfilingAgent,
     ) -> Result<Self> {
+        let funcref_offsets = (0..info.module.num_defined_funcs())
+            .map(|_| AtomicU64::new(0))
+            .collect();
         let mut ret = Self {
             unique_id: CompiledModuleId::new(),
             engine_code,
@@ -64,11 +67,8 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
-            funcref_offsets: Box::default(),
+            funcref_offsets,
         };
-        ret.funcref_offsets = (0..ret.module.num_defined_funcs())
-            .map(|_| AtomicU64::new(0))
-            .collect();
         ret.register_profiling(profiler)?;
 
         Ok(ret)
