@@ -5898,9 +5898,8 @@ static void js_free_shape(JSRuntime *rt, JSShape *sh)
     if (unlikely(js_rc_dec(sh) <= 0)) {
         /* edge patch: a retained hashed shape keeps one count of its own, unless
            it goes with a garbage cycle (its prototype may be part of it) */
-        if (unlikely(rt->retain_shapes) && sh->is_hashed &&
-            rt->gc_phase != JS_GC_PHASE_REMOVE_CYCLES &&
-            js_shape_retainable(rt, sh)) {
+        if (unlikely(js_shape_retainable(rt, sh)) && sh->is_hashed &&
+            rt->gc_phase != JS_GC_PHASE_REMOVE_CYCLES) {
             JS_REF_COUNT(sh) = 1;
             sh->retained = true;
             rt->retained_shape_count++;
@@ -7568,17 +7567,6 @@ void JS_RunGC(JSRuntime *rt)
     gc_free_cycles(rt);
 }
 
-/* edge patch (vendor/README.md): makes everything allocated so far immortal.
-   Every block in use gets the reference count JS_RC_IMMORTAL, which is never
-   written again, so the block is never freed; the GC objects move to
-   immortal_obj_list, where the collector does not visit them (they are roots:
-   what they reference stays alive through the counts they hold); and the
-   arenas of today are closed to new blocks, so what is allocated from now on
-   lands on fresh pages. Meant for the moment before a heap is snapshotted:
-   instances started from the snapshot then leave its pages shared instead of
-   copying one for every reference count they touch. Run JS_RunGC() first, or
-   the garbage of the moment lives forever. After this call, JS_FreeRuntime()
-   frees nothing. */
 /* edge patch: what an instance started from an immortal heap may add without growing
    the runtime's shape hash, atom hash or atom array. Growing one rehashes (or copies)
    every entry, and rehashing writes the chain link of every shape or atom: on the
@@ -7628,7 +7616,7 @@ static void js_make_room_for_instance(JSRuntime *rt)
    instead of changing it, so each step of a shape's growth is kept. An instance started
    from the immortal heap then finds the shapes of the objects initialization made (a
    class's instances, step by step through their fields) instead of building and
-   hashing them again. Bounded by what initialization creates; call it once, first. */
+   hashing them again. Bounded (js_shape_retainable); call it once, first. */
 void JS_RetainShapes(JSRuntime *rt)
 {
     rt->retain_shapes = true;
@@ -7655,6 +7643,17 @@ static void js_release_retained_shapes(JSRuntime *rt)
     }
 }
 
+/* edge patch (vendor/README.md): makes everything allocated so far immortal.
+   Every block in use gets the reference count JS_RC_IMMORTAL, which is never
+   written again, so the block is never freed; the GC objects move to
+   immortal_obj_list, where the collector does not visit them (they are roots:
+   what they reference stays alive through the counts they hold); and the
+   arenas of today are closed to new blocks, so what is allocated from now on
+   lands on fresh pages. Meant for the moment before a heap is snapshotted:
+   instances started from the snapshot then leave its pages shared instead of
+   copying one for every reference count they touch. Run JS_RunGC() first, or
+   the garbage of the moment lives forever. After this call, JS_FreeRuntime()
+   frees nothing. */
 void JS_MakeHeapImmortal(JSRuntime *rt)
 {
     JSArenaState *s = &rt->arena_state;
