@@ -178,7 +178,10 @@ impl TypedResourceIndex {
 /// State related to borrows for a specific call.
 #[derive(Default)]
 pub struct CallContext {
-    lenders: Vec<TypedResourceIndex>,
+    /// edge patch: inline room for a few lenders. Most host calls lend one or two owned
+    /// handles (`self` of a method); with a `Vec` each such call allocated on its first
+    /// lend and freed at scope exit.
+    lenders: smallvec::SmallVec<[TypedResourceIndex; 4]>,
     borrow_count: u32,
 }
 
