@@ -739,6 +739,19 @@ impl OwnedImports {
         Ok(())
     }
 
+    /// edge patch: pushes the function import of a `VMFuncRef`, as `push_export`
+    /// does for an `Export::Function` (see `Func::vmimport` for why `wasm_call` is
+    /// always filled in here).
+    #[cfg(feature = "component-model")]
+    pub(crate) fn push_func_ref(
+        &mut self,
+        func_ref: &crate::runtime::vm::VMFuncRef,
+    ) -> Result<(), OutOfMemory> {
+        self.functions
+            .push(func_ref.as_vm_function_import().unwrap().clone())?;
+        Ok(())
+    }
+
     pub(crate) fn as_ref(&self) -> Imports<'_> {
         Imports {
             tables: self.tables.values().as_slice(),

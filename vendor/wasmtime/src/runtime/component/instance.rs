@@ -971,6 +971,39 @@ impl<'a> Instantiator<'a> {
                 self.assert_type_matches(store, module, arg, imp_module, imp_name, expected);
             }
 
+            // edge patch: the two kinds most imports are (a lowered host function's
+            // trampoline, a function another core instance of this component
+            // exports) are copied straight from their `VMFuncRef`, without a
+            // `vm::Export` built, returned and matched again for each. The result is
+            // the same `VMFunctionImport` `push_export` makes of that `Func`.
+            let func_ref = match arg {
+                CoreDef::Trampoline(idx) => Some(
+                    store
+                        .store_data_mut()
+                        .component_instance_mut(self.id)
+                        .trampoline_func_ref(*idx),
+                ),
+                CoreDef::Export(CoreExport {
+                    instance,
+                    item: ExportItem::Index(EntityIndex::Function(index)),
+                }) => {
+                    let id = store
+                        .store_data_mut()
+                        .component_instance_mut(self.id)
+                        .instance(*instance);
+                    let (instance, registry) = store.instance_and_module_registry_mut(id);
+                    instance.get_func_ref(registry, *index)
+                }
+                _ => None,
+            };
+            if let Some(func_ref) = func_ref {
+                // SAFETY: the `VMFuncRef` lives in this store's component or core
+                // instance, which outlive this instantiation.
+                self.core_imports
+                    .push_func_ref(unsafe { func_ref.as_ref() })?;
+                continue;
+            }
+
             // The unsafety here should be ok since the `export` is loaded
             // directly from an instance which should only give us valid export
             // items.
