@@ -346,6 +346,13 @@ pub struct MemoryImageSlot {
     /// `mmap` resets the affected pages back to the default key 0 which is
     /// accessible from every stripe.
     pkey: Option<ProtectionKey>,
+
+    /// edge patch: whether the kernel may map neighbouring image pages on a read
+    /// fault. Turned off (`keep_image_pages_mapped`) where the pool keeps a slot's
+    /// pages between instances and finds the written ones with `PAGEMAP_SCAN`: there
+    /// every page left present costs each reset, and a page read once stays mapped
+    /// anyway. See `vm::disable_fault_around`.
+    image_fault_around: bool,
 }
 
 impl fmt::Debug for MemoryImageSlot {
@@ -381,7 +388,14 @@ impl MemoryImageSlot {
             image: None,
             dirty: false,
             pkey,
+            image_fault_around: true,
         }
+    }
+
+    /// edge patch: images mapped into this slot from now on get no fault-around
+    /// (see `image_fault_around`).
+    pub(crate) fn keep_image_pages_mapped(&mut self) {
+        self.image_fault_around = false;
     }
 
     pub(crate) fn set_heap_limit(&mut self, size_bytes: usize) -> Result<()> {
@@ -505,6 +519,16 @@ impl MemoryImageSlot {
                     // this slot's key so the image is not left accessible to
                     // every other stripe.
                     self.reapply_pkey(image.linear_memory_offset, image.len, true)?;
+                    if !self.image_fault_around {
+                        // This changes how later read faults in the range are served
+                        // (a page each), never what they read.
+                        vm::disable_fault_around(
+                            self.base
+                                .as_mut_ptr()
+                                .wrapping_add(image.linear_memory_offset.byte_count()),
+                            image.len.byte_count(),
+                        );
+                    }
                 }
             }
             self.image = maybe_image.cloned();

@@ -11,6 +11,10 @@ impl PageMap {
     }
 }
 
+/// edge patch: fault-around can't be turned off here (see the Linux version).
+#[allow(dead_code, reason = "not used on linux64")]
+pub fn disable_fault_around(_ptr: *mut u8, _len: usize) {}
+
 /// Resets `ptr` for `len` bytes.
 ///
 /// Returns the number of bytse that are still resident after this returns.

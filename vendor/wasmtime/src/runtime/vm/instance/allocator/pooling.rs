@@ -270,7 +270,7 @@ impl Drop for PoolingInstanceAllocator {
 impl PoolingInstanceAllocator {
     /// Creates a new pooling instance allocator with the given strategy and limits.
     pub fn new(config: &PoolingAllocationConfig, tunables: &Tunables) -> Result<Self> {
-        Ok(Self {
+        let mut allocator = Self {
             live_component_instances: AtomicU64::new(0),
             live_core_instances: AtomicU64::new(0),
             decommit_queues: (0..default_shard_count())
@@ -303,7 +303,11 @@ impl PoolingInstanceAllocator {
                 Enabled::No => None,
             },
             config: config.clone(),
-        })
+        };
+        // edge patch: see `MemoryPool::image_pages_stay_mapped`.
+        allocator.memories.image_pages_stay_mapped =
+            allocator.pagemap.is_some() && allocator.memories.keep_resident.byte_count() > 0;
+        Ok(allocator)
     }
 
     fn core_instance_size(&self) -> usize {

@@ -996,3 +996,108 @@ mod tests {
         );
     }
 }
+
+/// edge patch: stops the kernel mapping neighbouring pages on a read fault ("fault
+/// around") in `ptr..ptr + len`, a pooled slot's memory image.
+///
+/// A pooled slot keeps its image mapped from one instance to the next and resets only
+/// the pages an instance wrote, found with `PAGEMAP_SCAN`, which inspects every page
+/// present in the slot. Fault-around maps 16 pages for each one read, so after a few
+/// instances nearly the whole image is present, and every reset pays for pages no
+/// instance reads. Without it, only the pages instances actually read become present.
+///
+/// Linux has no per-mapping switch for fault-around, but does not fault around in a
+/// range registered with a userfaultfd for write-protect tracking
+/// (`uffd_disable_fault_around`). So the range is registered, with asynchronous
+/// write-protection, and no page is ever write-protected: no fault is delivered to
+/// userspace and `PAGEMAP_SCAN`'s view of written pages is unchanged. A registration
+/// ends with the mapping (the next image `mmap`ed over the slot has none).
+///
+/// Best effort: where userfaultfd is unavailable (an older kernel, seccomp, a sysctl)
+/// nothing changes. Only the process that opened the userfaultfd registers (a forked
+/// child's descriptor would still act on its parent's memory).
+pub fn disable_fault_around(ptr: *mut u8, len: usize) {
+    use rustix::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::LazyLock;
+
+    #[repr(C)]
+    struct UffdioApi {
+        api: u64,
+        features: u64,
+        ioctls: u64,
+    }
+    #[repr(C)]
+    struct UffdioRegister {
+        start: u64,
+        len: u64,
+        mode: u64,
+        ioctls: u64,
+    }
+    const UFFD_API: u64 = 0xaa;
+    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+    const UFFD_FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
+    const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
+    const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+    // _IOWR(0xAA, 0x3F, struct uffdio_api) and _IOWR(0xAA, 0x00, struct uffdio_register).
+    const UFFDIO_API: libc::c_ulong = 0xc018_aa3f;
+    const UFFDIO_REGISTER: libc::c_ulong = 0xc020_aa00;
+
+    /// A userfaultfd with write-protect support for shared memory (the memfd images)
+    /// and, where the kernel has it, asynchronous write-protection (which also admits
+    /// images mapped from `.cwasm` files), with the pid that opened it.
+    static UFFD: LazyLock<Option<(OwnedFd, u32)>> = LazyLock::new(|| {
+        let open = |features: u64| -> Option<OwnedFd> {
+            let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
+            // SAFETY: the syscall takes flags only and returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY) };
+            let fd = if fd >= 0 {
+                fd
+            } else {
+                // SAFETY: as above; kernels before 5.11 reject UFFD_USER_MODE_ONLY.
+                unsafe { libc::syscall(libc::SYS_userfaultfd, flags) }
+            };
+            let fd = libc::c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+            // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let mut api = UffdioApi {
+                api: UFFD_API,
+                features,
+                ioctls: 0,
+            };
+            // SAFETY: `UFFDIO_API` reads and writes a `struct uffdio_api`, which `api` is.
+            let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api) };
+            (rc == 0).then_some(fd)
+        };
+        // A failed handshake leaves the descriptor unusable, so each try opens its own.
+        let fd = open(UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_ASYNC)
+            .or_else(|| open(UFFD_FEATURE_WP_HUGETLBFS_SHMEM));
+        if fd.is_none() {
+            log::debug!("userfaultfd unavailable: pooled memory images keep fault-around");
+        }
+        Some((fd?, std::process::id()))
+    });
+
+    let Some((fd, pid)) = UFFD.as_ref() else {
+        return;
+    };
+    if *pid != std::process::id() {
+        return;
+    }
+    let mut register = UffdioRegister {
+        start: ptr as u64,
+        len: len as u64,
+        mode: UFFDIO_REGISTER_MODE_WP,
+        ioctls: 0,
+    };
+    // SAFETY: `UFFDIO_REGISTER` reads and writes a `struct uffdio_register`, which
+    // `register` is; registering for write-protection changes no page's contents or
+    // protection. A range the kernel can't register (e.g. a file mapping without
+    // asynchronous write-protection) fails and stays as it was.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), UFFDIO_REGISTER, &mut register) };
+    if rc != 0 {
+        log::trace!(
+            "userfaultfd registration of a memory image failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

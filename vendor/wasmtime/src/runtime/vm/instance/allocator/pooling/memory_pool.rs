@@ -137,6 +137,11 @@ pub struct MemoryPool {
     /// Only applicable on Linux.
     pub(super) keep_resident: HostAlignedByteCount,
 
+    /// edge patch: whether a slot's image pages stay mapped between instances, only
+    /// the written ones being reset (`PAGEMAP_SCAN` with `keep_resident`). Set by the
+    /// pooling allocator once it knows whether the scan is available.
+    pub(super) image_pages_stay_mapped: bool,
+
     /// Keep track of protection keys handed out to initialized stores; this
     /// allows us to round-robin the assignment of stores to stripes.
     next_available_pkey: AtomicUsize,
@@ -284,6 +289,7 @@ impl MemoryPool {
             keep_resident: HostAlignedByteCount::new_rounded_up(
                 config.linear_memory_keep_resident,
             )?,
+            image_pages_stay_mapped: false,
             next_available_pkey: AtomicUsize::new(0),
         };
 
@@ -426,6 +432,9 @@ impl MemoryPool {
         // mmap that would leave an open space for someone
         // else to come in and map something.
         let initial_size = usize::try_from(initial_size).unwrap();
+        if self.image_pages_stay_mapped {
+            slot.keep_image_pages_mapped();
+        }
         slot.instantiate(initial_size, image, ty, &memory_tunables)?;
 
         let memory = Memory::new_static(
