@@ -432,9 +432,6 @@ impl MemoryPool {
         // mmap that would leave an open space for someone
         // else to come in and map something.
         let initial_size = usize::try_from(initial_size).unwrap();
-        if self.image_pages_stay_mapped {
-            slot.keep_image_pages_mapped();
-        }
         slot.instantiate(initial_size, image, ty, &memory_tunables)?;
 
         let memory = Memory::new_static(
@@ -638,12 +635,17 @@ impl MemoryPool {
             }
         };
         let mut slot = maybe_slot.unwrap_or_else(|| {
-            MemoryImageSlot::create(
+            let mut slot = MemoryImageSlot::create(
                 self.get_base(allocation_index),
                 HostAlignedByteCount::ZERO,
                 self.layout.max_memory_bytes.byte_count(),
                 self.pkey_for_slot(allocation_index),
-            )
+            );
+            // edge patch: once per slot, which keeps the setting from then on.
+            if self.image_pages_stay_mapped {
+                slot.keep_image_pages_mapped();
+            }
+            slot
         });
 
         // For `Unknown` slots it means that `slot` is brand new and isn't
