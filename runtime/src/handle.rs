@@ -184,8 +184,10 @@ pub fn text_response(status: StatusCode, body: String) -> Response<HyperOutgoing
     resp
 }
 
-/// Runs `req` on a fresh instance of `app`. `admission` bounds instances across the whole
-/// server (it is sized to the instance pool) and per client (`client`, when known).
+/// Runs `req` on an instance of `app` that no other request has changed: a fresh one, or
+/// one reset in place and kept by `admission`'s cache (`crate::reuse`). `admission`
+/// bounds instances across the whole server (it is sized to the instance pool) and per
+/// client (`client`, when known).
 pub async fn handle<B>(
     admission: &Admission,
     client: Option<IpAddr>,
@@ -209,23 +211,16 @@ where
     }
     let permits = admission.admit(client, app)?;
 
-    // The app's own engine: Cranelift's, or Winch's while a fresh deploy is optimized.
-    let mut store = Store::new(&app.engine, Host::new(&app.guest));
-    store.limiter(|host| &mut host.limiter);
-    // Wasm yields to the executor at every epoch tick, so a spinning guest holds a worker
-    // thread for one tick at a time and the deadline below can always fire.
+    // An instance kept from an earlier request of this app version, reset in place
+    // (`crate::reuse`), or a new store for a fresh one.
+    let (mut store, kept) = match admission.instances.take(app) {
+        Some(kept) => (
+            kept.store,
+            Some((kept.instance, kept.proxy, kept.fingerprint)),
+        ),
+        None => (new_store(app), None),
+    };
     store.set_epoch_deadline(FIRST_SLICE_TICKS);
-    // tokio's `yield_now` runs the guest again only after the runtime has looked at its
-    // sockets, so requests that just became ready (a new connection, a request head, a
-    // body chunk) go ahead of guests that are spinning: see `benches/fairness.sh`.
-    store.epoch_deadline_callback(|_| {
-        // This guest runs long: the ticker switches to short slices for a while.
-        crate::engine::hurry();
-        Ok(UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(tokio::task::yield_now()),
-        ))
-    });
 
     let limit = limits.max_body_size as usize;
     let scheme = match req.extensions().get::<Https>() {
@@ -256,16 +251,50 @@ where
         .expect("a fresh resource table has room");
 
     let started = Instant::now();
-    let proxy = match timeout_at(deadline, app.prepared.pre.instantiate_async(&mut store)).await {
-        Ok(Ok(proxy)) => proxy,
-        Ok(Err(e)) => return Err(classify(app, e, store.data().limiter.exceeded)),
-        Err(_) => return Err(timeout(app)),
+    let fresh = kept.is_none();
+    let (instance, proxy, reuse) = match kept {
+        Some((instance, proxy, fingerprint)) => (instance, proxy, Some(fingerprint)),
+        None => {
+            let instantiate = async {
+                let instance = app
+                    .prepared
+                    .pre
+                    .instance_pre()
+                    .instantiate_async(&mut store)
+                    .await?;
+                let proxy = app.prepared.indices.load(&mut store, &instance)?;
+                Ok::<_, wasmtime::Error>((instance, proxy))
+            };
+            let (instance, proxy) = match timeout_at(deadline, instantiate).await {
+                Ok(Ok(made)) => made,
+                Ok(Err(e)) => return Err(classify(app, e, store.data().limiter.exceeded)),
+                Err(_) => return Err(timeout(app)),
+            };
+            // Recorded before any guest code runs: what a reset puts back. Instances the
+            // pool did not make (the baseline tier) cannot be reset and are not kept.
+            let cache = &admission.instances;
+            let resettable = cache.enabled()
+                && instance
+                    .prepare_reuse(&mut store)
+                    .inspect_err(|e| tracing::debug!(app = %app.name, "instance not kept: {e:#}"))
+                    .is_ok();
+            let reuse = resettable.then(|| {
+                cache
+                    .checking()
+                    .then(|| Arc::from(instance.reuse_fingerprint(&mut store)))
+            });
+            (instance, proxy, reuse)
+        }
     };
     let instantiated = started.elapsed();
-    metrics.app_instantiated(&app.meters, &app.name, instantiated);
+    // The histogram is of instantiations: a kept instance took none.
+    if fresh {
+        metrics.app_instantiated(&app.meters, &app.name, instantiated);
+    }
 
     // The guest runs in its own task: after it sets the response head it goes on writing
     // the body, which hyper streams to the client meanwhile.
+    let cache = reuse.map(|fingerprint| (admission.instances.clone(), app.clone(), fingerprint));
     let task = tokio::spawn(async move {
         let _permits = permits;
         let handler = proxy.wasi_http_incoming_handler();
@@ -275,6 +304,17 @@ where
         )
         .await;
         let exceeded = store.data().limiter.exceeded;
+        // Only an instance whose guest returned normally is kept: after a trap, a kill or
+        // a timeout it is dropped, whatever it left behind.
+        if let (Some((cache, app, fingerprint)), Ok(Ok(())), false) = (cache, &result, exceeded) {
+            let kept = crate::reuse::Kept {
+                store,
+                instance,
+                proxy,
+                fingerprint,
+            };
+            keep(&cache, &app, kept);
+        }
         (result, exceeded)
     });
 
@@ -313,6 +353,55 @@ where
         (Err(_), Some(late)) => Err(late),
         (outcome, _) => outcome,
     }
+}
+
+/// A new store for a fresh instance of `app`, with the app's limits and scheduling.
+fn new_store(app: &App) -> Store<Host> {
+    // The app's own engine: Cranelift's, or Winch's while a fresh deploy is optimized.
+    let mut store = Store::new(&app.engine, Host::new(&app.guest));
+    store.limiter(|host| &mut host.limiter);
+    // tokio's `yield_now` runs the guest again only after the runtime has looked at its
+    // sockets, so requests that just became ready (a new connection, a request head, a
+    // body chunk) go ahead of guests that are spinning: see `benches/fairness.sh`. Wasm
+    // yields to the executor at every epoch tick, so a spinning guest holds a worker
+    // thread for one tick at a time and the request's deadline can always fire.
+    store.epoch_deadline_callback(|_| {
+        // This guest runs long: the ticker switches to short slices for a while.
+        crate::engine::hurry();
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
+    store
+}
+
+/// Resets the instance a request has finished with and keeps it for the app's next
+/// request; drops it if it cannot be reset.
+fn keep(cache: &crate::reuse::InstanceCache, app: &Arc<App>, mut kept: crate::reuse::Kept) {
+    // The request's host state goes first: whatever the guest left in its resource table
+    // (a body it never finished, a stream) is closed now, as a dropped store would close
+    // it, and the next request gets a host state of its own.
+    drop(std::mem::replace(
+        kept.store.data_mut(),
+        Host::new(&app.guest),
+    ));
+    if let Err(e) = kept.instance.reuse(&mut kept.store) {
+        tracing::debug!(app = %app.name, "instance not kept: {e:#}");
+        cache.dropped(false);
+        return;
+    }
+    if let Some(expected) = &kept.fingerprint
+        && kept.instance.reuse_fingerprint(&mut kept.store) != **expected
+    {
+        tracing::error!(
+            app = %app.name,
+            "a reset instance differs from its state after instantiation: dropped (--check-resets)"
+        );
+        cache.dropped(true);
+        return;
+    }
+    cache.put(app, kept);
 }
 
 /// The request body as the guest reads it: the body, until its deadline; then an error
@@ -361,6 +450,8 @@ where
 /// Who may take an instance slot: the server's cap (sized to the instance pool), and a
 /// cap per client address, so one peer cannot hold every slot.
 pub struct Admission {
+    /// Instances reset in place for later requests.
+    pub instances: Arc<crate::reuse::InstanceCache>,
     server: Arc<Semaphore>,
     max: usize,
     per_client: usize,
@@ -369,9 +460,11 @@ pub struct Admission {
 
 impl Admission {
     /// `max` requests at once across the server, at most `per_client` of them from one
-    /// address (no per-client accounting at all when `per_client >= max`).
-    pub fn new(max: usize, per_client: usize) -> Admission {
+    /// address (no per-client accounting at all when `per_client >= max`), and instances
+    /// kept for later requests in `instances` (the pool needs room for them beyond `max`).
+    pub fn new(max: usize, per_client: usize, instances: crate::reuse::InstanceCache) -> Admission {
         Admission {
+            instances: Arc::new(instances),
             server: Arc::new(Semaphore::new(max)),
             max,
             per_client: per_client.clamp(1, max.max(1)),

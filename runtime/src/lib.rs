@@ -32,6 +32,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod preinit;
 pub mod prepare;
+pub mod reuse;
 pub mod router;
 pub mod segments;
 pub mod server;

@@ -142,6 +142,23 @@ pub struct Metrics {
     store_up: Gauge,
     propagation: Histogram,
     cluster_changes: Family<ResultLabel, Counter>,
+    reuse: ReuseMeters,
+}
+
+/// Counters of instances reset in place and kept between requests (`crate::reuse`).
+#[derive(Clone, Default)]
+pub struct ReuseMeters {
+    /// Requests served on a kept instance.
+    pub reused: Counter,
+    /// Resets that kept the instance.
+    pub kept: Counter,
+    /// Resets that failed: the instance was dropped.
+    pub failed: Counter,
+    /// Resets whose instance differed from its state after instantiation
+    /// (`--check-resets`): dropped.
+    pub mismatched: Counter,
+    /// Instances kept now.
+    pub idle: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -208,6 +225,31 @@ impl Default for Metrics {
             "Deploys by app and result (ok or rejected)",
             deploys.clone(),
         );
+        let resets = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "instance_resets",
+            "Instances reset in place after a request, by result: kept (for a later request), \
+             failed or mismatch (different from a fresh instance, under --check-resets): \
+             dropped",
+            resets.clone(),
+        );
+        let reset = |result| resets.get_or_create(&ResultLabel { result }).clone();
+        let reuse = ReuseMeters {
+            kept: reset("kept"),
+            failed: reset("failed"),
+            mismatched: reset("mismatch"),
+            ..ReuseMeters::default()
+        };
+        registry.register(
+            "instance_reuses",
+            "Requests served on an instance reset in place, not instantiated",
+            reuse.reused.clone(),
+        );
+        registry.register(
+            "instances_kept",
+            "Instances reset in place and kept for later requests",
+            reuse.idle.clone(),
+        );
         let kv_ops = Family::<KvLabels, Counter>::default();
         registry.register(
             "kv_operations",
@@ -271,6 +313,7 @@ impl Default for Metrics {
             store_up,
             propagation,
             cluster_changes,
+            reuse,
             connections,
             connections_delayed,
             kv_ops,
@@ -500,6 +543,11 @@ impl Metrics {
     pub fn connection_opened(&self) -> OpenConnection {
         self.connections.inc();
         OpenConnection(self.connections.clone())
+    }
+
+    /// The counters of instances kept between requests.
+    pub fn reuse(&self) -> ReuseMeters {
+        self.reuse.clone()
     }
 
     /// Counts one time the connection cap held accepting back.

@@ -5,7 +5,7 @@ use crate::host::Host;
 use anyhow::{Context, Result};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{ProxyIndices, ProxyPre};
 
 /// A component linked and type-checked against the host: ready to instantiate. Cloning
 /// shares the code.
@@ -13,6 +13,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub struct Prepared {
     /// Pre-instantiated `wasi:http/proxy` world.
     pub pre: ProxyPre<Host>,
+    /// Where its exports are, to find them in an instance made from `pre`.
+    pub indices: ProxyIndices,
 }
 
 /// The host's imports, built once per engine: all of WASI 0.2 (sandboxed by [`Host`]) and
@@ -34,5 +36,6 @@ pub fn prepare(linker: &Linker<Host>, component: &Component) -> Result<Prepared>
     let pre = ProxyPre::new(pre)
         .map_err(anyhow::Error::from)
         .context("the component does not export `wasi:http/incoming-handler` (is it a `wasi:http/proxy` component?)")?;
-    Ok(Prepared { pre })
+    let indices = ProxyIndices::new(pre.instance_pre()).map_err(anyhow::Error::from)?;
+    Ok(Prepared { pre, indices })
 }

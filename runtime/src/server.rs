@@ -80,10 +80,14 @@ pub struct Server {
 
 impl Server {
     /// A server running `apps` (each on its own engine), with at most `max_concurrency`
-    /// requests in flight.
+    /// requests in flight, each on a fresh instance (no instances kept).
     pub fn new(max_concurrency: usize, metrics: Arc<Metrics>, apps: Router<App>) -> Arc<Server> {
         Server::with_admission(
-            handle::Admission::new(max_concurrency, max_concurrency),
+            handle::Admission::new(
+                max_concurrency,
+                max_concurrency,
+                crate::reuse::InstanceCache::disabled(),
+            ),
             metrics,
             apps,
         )

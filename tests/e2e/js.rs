@@ -619,7 +619,7 @@ async fn pooled_slots_map_only_the_image_pages_requests_read() {
     apps.add_js("examples/js/hello.js", "hello");
     // Cranelift code (or the cache's) from the first request: the baseline tier's
     // instances map no image.
-    let edge = Edge::start(apps.path(), &["--no-baseline"]);
+    let edge = Edge::start_without_reset_checks(apps.path(), &["--no-baseline"]);
     for _ in 0..40 {
         let resp = get(edge.addr, "hello.localhost", "/").await;
         assert_eq!(resp.status, 200, "{resp:?}");

@@ -16,6 +16,10 @@ mod conformance;
 /// Hostile guests: traps, infinite loops, memory bombs.
 mod limits;
 
+/// Instances reset in place and kept between requests: nothing of one request reaches
+/// the next; traps and kills are never kept; `--keep-instances 0`; deploys.
+mod reuse;
+
 /// What a guest can reach: host files, environment, outbound HTTP, the log.
 mod sandbox;
 

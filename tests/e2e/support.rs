@@ -110,7 +110,10 @@ impl Edge {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
         cmd.arg("serve")
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            // Every instance kept between requests in every test is compared with its
+            // state after instantiation; `Drop` fails the test on a difference.
+            .env("EDGE_CHECK_RESETS", "1");
         if !args
             .iter()
             .any(|a| *a == "--cache-dir" || *a == "--no-cache")
@@ -119,6 +122,14 @@ impl Edge {
         }
         cmd.args(args);
         cmd
+    }
+
+    /// Like [`Edge::start`], without `EDGE_CHECK_RESETS`, whose check reads every byte of
+    /// each reset instance's memory: for tests of what a request maps.
+    pub fn start_without_reset_checks(dir: &Path, args: &[&str]) -> Edge {
+        let mut cmd = Edge::command(dir, args);
+        cmd.env("EDGE_CHECK_RESETS", "0");
+        Edge::spawn(cmd)
     }
 
     /// Like [`Edge::start`], with the admin token `token` given through `EDGE_ADMIN_TOKEN`.
@@ -296,10 +307,18 @@ impl Edge {
     }
 }
 
+/// What edge logs when a reset instance differs from a fresh one (`--check-resets`).
+pub const RESET_MISMATCH: &str = "a reset instance differs from its state after instantiation";
+
 impl Drop for Edge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A reset that missed something is a leak between requests, whatever the test
+        // was about.
+        if !std::thread::panicking() && self.log().contains(RESET_MISMATCH) {
+            panic!("an instance was not reset exactly:\n{}", self.log());
+        }
     }
 }
 

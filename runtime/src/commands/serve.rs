@@ -76,6 +76,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_client_concurrency: Option<usize>,
 
+    /// Instances kept between requests, across all apps: an instance whose request ended
+    /// normally is reset in place (memory, tables, globals, handles: what a fresh instance
+    /// starts with) and serves the app's next request without instantiating. The pool
+    /// holds this many slots beyond --max-concurrency for them; the least recently kept
+    /// goes first. 0: a fresh instance for every request.
+    #[arg(long, value_name = "N", default_value_t = crate::reuse::DEFAULT_KEEP_INSTANCES)]
+    pub keep_instances: usize,
+
+    /// Check every reset against the instance's state right after instantiation (its
+    /// globals, tables, handle tables and every byte of its memory) and drop, with an
+    /// error in the log, any instance that differs. Slow: for testing edge itself.
+    #[arg(long, env = "EDGE_CHECK_RESETS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub check_resets: bool,
+
     /// Largest request body accepted; larger ones get 413 (manifest: `max_body_size`).
     #[arg(long, value_name = "SIZE", default_value = config::DEFAULT_MAX_BODY_SIZE)]
     pub max_body_size: String,
@@ -268,6 +282,10 @@ pub struct ServeConfig {
     pub load_parallelism: usize,
     /// Requests from one client address at once.
     pub max_client_concurrency: usize,
+    /// Instances kept between requests (`crate::reuse`).
+    pub keep_instances: usize,
+    /// Whether each reset is checked against the state after instantiation.
+    pub check_resets: bool,
     /// The cluster's app store, if this node is one of a cluster.
     pub store: Option<String>,
 }
@@ -348,6 +366,8 @@ impl ServeArgs {
                 Some(n) => n,
                 None => self.max_concurrency.div_ceil(4) * 3,
             },
+            keep_instances: self.keep_instances,
+            check_resets: self.check_resets,
             load_parallelism: match self.load_parallelism {
                 Some(0) => bail!("--load-parallelism must be at least 1"),
                 Some(n) => n,
@@ -419,7 +439,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     };
     let slots = u32::try_from(config.limits.max_concurrency)
         .unwrap_or(u32::MAX)
-        .saturating_add(LOADING_SLOTS);
+        .saturating_add(LOADING_SLOTS)
+        .saturating_add(u32::try_from(config.keep_instances).unwrap_or(u32::MAX));
     let engine = EdgeEngine::new(config.allocator, slots)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on `{}`", config.listen))?;
@@ -474,7 +495,15 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         defaults: config.limits.clone(),
     };
     let server = Server::with_admission(
-        crate::handle::Admission::new(config.limits.max_concurrency, config.max_client_concurrency),
+        crate::handle::Admission::new(
+            config.limits.max_concurrency,
+            config.max_client_concurrency,
+            crate::reuse::InstanceCache::new(
+                config.keep_instances,
+                config.check_resets,
+                metrics.reuse(),
+            ),
+        ),
         metrics.clone(),
         Router::default(),
     );

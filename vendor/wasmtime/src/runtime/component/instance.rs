@@ -372,6 +372,79 @@ impl Instance {
         self.id
     }
 
+    /// edge patch: makes this instance resettable with [`Instance::reuse`], by recording
+    /// its state now. Call it right after instantiation, before any export has run.
+    ///
+    /// Fails, changing nothing, for instances whose state a reset cannot put back: memories
+    /// or tables the pooling allocator did not make, memory that instantiation's own code
+    /// (a `start` function, say) wrote, passive element segments, GC heaps.
+    pub fn prepare_reuse(&self, mut store: impl AsContextMut) -> Result<()> {
+        let store = store.as_context_mut().0;
+        let engine = store.engine().clone();
+        if !engine.allocator().can_reset_in_place() {
+            crate::bail!("only the pooling allocator's instances can be reset in place");
+        }
+        let ids = self.id.get(store).core_instance_ids();
+        // What a reset puts memory back to is its image: if instantiation ran any guest
+        // code, it must not have written any memory.
+        if ids.iter().any(|id| store.instance(*id).needs_startup_code()) {
+            for id in &ids {
+                store.instance(*id).memories_unwritten(engine.allocator())?;
+            }
+        }
+        let mut core = Vec::with_capacity(ids.len());
+        for id in ids {
+            core.push((id, store.instance(id).reuse_image()?));
+        }
+        self.id.get_mut(store).set_reuse_image(core);
+        Ok(())
+    }
+
+    /// edge patch: puts this instance back into the state [`Instance::prepare_reuse`]
+    /// recorded, in place, so that the next call sees what it would see on a new instance:
+    /// every memory's contents and size, every table's elements and size, every global,
+    /// dropped data segments, the component's flags, and empty handle tables.
+    ///
+    /// State outside the instance is the caller's: the store's data (host resources the
+    /// guest held handles to are gone from its view; drop or replace them), fuel and epoch
+    /// deadlines.
+    ///
+    /// Fails for a store that trapped, is inside a call, or whose host still holds guest
+    /// resources, and for an instance never prepared. After a failure the instance may be
+    /// half reset: it can never be reset again, and the store must be dropped.
+    pub fn reuse(&self, mut store: impl AsContextMut) -> Result<()> {
+        let store = store.as_context_mut().0;
+        let image = self
+            .id
+            .get_mut(store)
+            .take_reuse_image()
+            .ok_or_else(|| crate::format_err!("this instance cannot be reset in place"))?;
+        store.reuse_component_state(self.id.instance())?;
+        let engine = store.engine().clone();
+        for (id, core) in image.core() {
+            store
+                .instance_mut(*id)
+                .reuse(core, engine.allocator(), engine.tunables())?;
+        }
+        self.id.get_mut(store).finish_reuse(image);
+        Ok(())
+    }
+
+    /// edge patch, for tests: a digest of everything [`Instance::reuse`] puts back. Equal
+    /// digests right after instantiation and after a reset mean the reset missed nothing
+    /// it covers.
+    #[doc(hidden)]
+    pub fn reuse_fingerprint(&self, mut store: impl AsContextMut) -> Vec<u8> {
+        let store = store.as_context_mut().0;
+        let mut out = Vec::new();
+        let instance = self.id.get(store);
+        instance.reuse_fingerprint(&mut out);
+        for id in instance.core_instance_ids() {
+            store.instance(id).reuse_fingerprint(&mut out);
+        }
+        out
+    }
+
     /// Implementation of the `resource.new` intrinsic for `i32`
     /// representations.
     pub(crate) fn resource_new32(

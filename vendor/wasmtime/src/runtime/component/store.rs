@@ -321,6 +321,29 @@ impl StoreData {
 }
 
 impl StoreOpaque {
+    /// edge patch: the store-side part of resetting component instance `id` in place:
+    /// refuses a store that trapped, is inside a call or lends the host guest resources,
+    /// and empties the instance's handle tables (see `vm/component/reuse.rs`).
+    pub(crate) fn reuse_component_state(&mut self, id: ComponentInstanceId) -> Result<()> {
+        let data = self.component_data_mut();
+        if data.trapped {
+            bail!("an instance in this store trapped");
+        }
+        if !data.component_host_table.is_empty() {
+            bail!("the host still holds handles to guest resources");
+        }
+        match &data.task_state {
+            ComponentTaskState::NotConcurrent(state) if state.scopes.is_empty() => {}
+            _ => bail!("a call is in progress, or the store runs concurrent tasks"),
+        }
+        let instance = data.instances[id].as_mut().unwrap().get_mut();
+        let (states, _) = instance.instance_states();
+        for (_, state) in states.iter_mut() {
+            state.handle_table().clear(&mut data.handle_counter);
+        }
+        Ok(())
+    }
+
     pub(crate) fn trapped(&self) -> bool {
         self.store_data().components.trapped
     }

@@ -41,6 +41,9 @@ const INVALID_PTR: usize = 0xdead_dead_beef_beef_u64 as usize;
 mod handle_table;
 mod libcalls;
 mod resources;
+// edge patch: resetting an instance in place (see vendor/README.md).
+mod reuse;
+pub use self::reuse::ComponentReuseImage;
 
 pub use self::handle_table::{HandleCounter, HandleTable, RemovedResource};
 #[cfg(feature = "component-model-async")]
@@ -157,6 +160,10 @@ pub struct ComponentInstance {
 
     /// Self-pointer back to `Store<T>` and its functions.
     store: VMStoreRawPtr,
+
+    /// edge patch: this instance's state right after instantiation, when it is to be
+    /// reset in place (see `reuse.rs`).
+    reuse: Option<alloc::boxed::Box<ComponentReuseImage>>,
 
     /// Required by `InstanceLayout`, also required to be the last field (with
     /// repr(C))
@@ -347,6 +354,7 @@ impl ComponentInstance {
             resource_types,
             imports: imports.clone(),
             store: VMStoreRawPtr(store),
+            reuse: None,
             vmctx: OwnedVMContext::new(),
         })?;
         unsafe {

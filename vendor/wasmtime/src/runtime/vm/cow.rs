@@ -762,6 +762,27 @@ impl MemoryImageSlot {
         Ok(())
     }
 
+    /// edge patch: calls `each` with every range of this slot's accessible memory that
+    /// is private (written, now or in an earlier use of the slot); `None` if that cannot
+    /// be told.
+    pub(crate) fn private_pages(
+        &self,
+        pagemap: Option<&PageMap>,
+        each: &mut dyn FnMut(*const u8, usize),
+    ) -> Option<()> {
+        vm::private_pages(
+            pagemap?,
+            self.base.as_mut_ptr(),
+            self.accessible.byte_count(),
+            each,
+        )
+    }
+
+    /// edge patch: the image mapped into this slot, if any.
+    pub(crate) fn image(&self) -> Option<&Arc<MemoryImage>> {
+        self.image.as_ref()
+    }
+
     pub(crate) fn has_image(&self) -> bool {
         self.image.is_some()
     }

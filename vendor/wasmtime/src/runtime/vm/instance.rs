@@ -43,6 +43,9 @@ use wasmtime_wmemcheck::Wmemcheck;
 
 mod allocator;
 pub use allocator::*;
+// edge patch: resetting an instance in place (see vendor/README.md).
+mod reuse;
+pub use reuse::ReuseImage;
 
 /// A type that roughly corresponds to a WebAssembly instance, but is also used
 /// for host-defined objects.

@@ -451,6 +451,14 @@ impl Memory {
     }
 
     /// Is this a shared memory?
+    /// edge patch: the local memory, if this is one (see `LocalMemory::reset_in_place`).
+    pub(crate) fn as_local_mut(&mut self) -> Option<&mut LocalMemory> {
+        match self {
+            Memory::Local(memory) => Some(memory),
+            Memory::Shared(_) => None,
+        }
+    }
+
     pub fn is_shared_memory(&self) -> bool {
         matches!(self, Memory::Shared(_))
     }
@@ -761,6 +769,47 @@ impl LocalMemory {
     #[cfg(feature = "pooling-allocator")]
     pub fn unwrap_static_image(self) -> MemoryImageSlot {
         self.memory_image.unwrap()
+    }
+
+    /// edge patch: whether this is a pooled memory whose contents a copy-on-write slot
+    /// manages, the only kind [`LocalMemory::reset_in_place`] can reset.
+    pub(crate) fn is_pooled_slot(&self) -> bool {
+        !self.memory_may_move && self.memory_image.is_some()
+    }
+
+    /// edge patch: calls `each` with every range of this pooled memory whose pages are
+    /// private (see `MemoryImageSlot::private_pages`); `None` if that cannot be told.
+    #[cfg(feature = "pooling-allocator")]
+    pub(crate) fn private_pages(
+        &self,
+        pagemap: Option<&crate::runtime::vm::sys::vm::PageMap>,
+        each: &mut dyn FnMut(*const u8, usize),
+    ) -> Option<()> {
+        self.memory_image.as_ref()?.private_pages(pagemap, each)
+    }
+
+    /// edge patch: puts this pooled memory back into the state the pool's allocation left
+    /// it in: `initial` bytes, the image's contents and zeros. Returns the ranges the
+    /// caller must decommit before the memory is used again (`reset` memsets what it keeps
+    /// resident and hands the rest back). On error the memory must be deallocated.
+    #[cfg(feature = "pooling-allocator")]
+    pub(crate) fn reset_in_place(
+        &mut self,
+        initial: usize,
+        pagemap: Option<&crate::runtime::vm::sys::vm::PageMap>,
+        keep_resident: HostAlignedByteCount,
+        memory_tunables: &MemoryTunables<'_>,
+        decommit: impl FnMut(*mut u8, usize),
+    ) -> Result<()> {
+        if !self.is_pooled_slot() {
+            bail!("only pooled memories can be reset in place");
+        }
+        let slot = self.memory_image.as_mut().unwrap();
+        slot.clear_and_remain_ready(pagemap, keep_resident, decommit)?;
+        let image = slot.image().cloned();
+        slot.instantiate(initial, image.as_ref(), &self.ty, memory_tunables)?;
+        self.alloc.set_byte_size(initial);
+        Ok(())
     }
 }
 

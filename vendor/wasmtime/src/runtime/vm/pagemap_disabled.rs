@@ -15,6 +15,17 @@ impl PageMap {
 #[allow(dead_code, reason = "not used on linux64")]
 pub fn disable_fault_around(_ptr: *mut u8, _len: usize) {}
 
+/// edge patch: private pages cannot be told here (see the Linux version).
+#[allow(dead_code, reason = "not used on linux64")]
+pub fn private_pages(
+    _pagemap: &PageMap,
+    _ptr: *mut u8,
+    _len: usize,
+    _each: &mut dyn FnMut(*const u8, usize),
+) -> Option<()> {
+    None
+}
+
 /// Resets `ptr` for `len` bytes.
 ///
 /// Returns the number of bytse that are still resident after this returns.

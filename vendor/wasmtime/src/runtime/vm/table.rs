@@ -963,6 +963,54 @@ impl Table {
     }
 }
 
+/// edge patch: a pooled funcref table's size and elements as they were at one moment,
+/// to put back in place by [`Table::restore_elements`] (see `vendor/README.md`).
+pub struct TableSnapshot {
+    elements: Vec<MaybeTaggedFuncRef>,
+}
+
+impl TableSnapshot {
+    /// The elements' bit patterns, for tests comparing two states.
+    pub(crate) fn extend_bytes(&self, out: &mut Vec<u8>) {
+        for element in &self.elements {
+            let bits = element.0.map_or(0, |ptr| ptr.addr().get());
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+    }
+}
+
+impl Table {
+    /// edge patch: the size and elements of this table, if it is a pooled (static)
+    /// funcref table; `None` for any other kind, which cannot be reset in place.
+    pub(crate) fn snapshot_elements(&self) -> Option<TableSnapshot> {
+        match self {
+            Table::Static(StaticTable::Func(_)) => Some(TableSnapshot {
+                elements: self.funcrefs().0.to_vec(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// edge patch: puts back the size and elements `snapshot` recorded. Elements the
+    /// table grew by since are nulled, as the pool leaves a slot's unused elements.
+    ///
+    /// # Panics
+    ///
+    /// If this is not the pooled funcref table `snapshot` was taken of, or it shrank.
+    pub(crate) fn restore_elements(&mut self, snapshot: &TableSnapshot) {
+        let (elements, _) = self.funcrefs_mut();
+        let (kept, grown) = elements.split_at_mut(snapshot.elements.len());
+        kept.copy_from_slice(&snapshot.elements);
+        grown.fill(MaybeTaggedFuncRef(None));
+        match self {
+            Table::Static(StaticTable::Func(StaticFuncTable { size, .. })) => {
+                *size = snapshot.elements.len();
+            }
+            _ => unreachable!("a snapshot is only taken of a pooled funcref table"),
+        }
+    }
+}
+
 // The default table representation is an empty funcref table that cannot grow.
 impl Default for Table {
     fn default() -> Self {

@@ -206,6 +206,37 @@ pub unsafe trait InstanceAllocator: Send + Sync {
         memory: Memory,
     );
 
+    /// edge patch: whether this allocator can reset an instance's memories in place.
+    fn can_reset_in_place(&self) -> bool {
+        false
+    }
+
+    /// edge patch: calls `each` with every range of `memory`, allocated by
+    /// `allocate_memory`, whose pages are private: written since the memory was mapped
+    /// (in this allocation or, for a reused slot, an earlier one). `None` if that cannot
+    /// be told.
+    fn private_pages(
+        &self,
+        memory: &Memory,
+        each: &mut dyn FnMut(*const u8, usize),
+    ) -> Option<()> {
+        let _ = (memory, each);
+        None
+    }
+
+    /// edge patch: resets `memory`, allocated by `allocate_memory`, in place to the state
+    /// that allocation left it in, `initial` bytes long. On error the memory must be
+    /// deallocated, never used again.
+    fn reset_memory_in_place(
+        &self,
+        memory: &mut Memory,
+        initial: usize,
+        tunables: &wasmtime_environ::Tunables,
+    ) -> Result<()> {
+        let _ = (memory, initial, tunables);
+        bail!("this instance allocator cannot reset memories in place")
+    }
+
     /// Allocate a table for an instance.
     ///
     /// Returns `Err(OutOfMemory)` if boxing the future fails. The inner

@@ -725,6 +725,49 @@ unsafe impl InstanceAllocator for PoolingInstanceAllocator {
         }
     }
 
+    fn can_reset_in_place(&self) -> bool {
+        true
+    }
+
+    fn private_pages(
+        &self,
+        memory: &Memory,
+        each: &mut dyn FnMut(*const u8, usize),
+    ) -> Option<()> {
+        match memory {
+            Memory::Local(local) => local.private_pages(self.pagemap.as_ref(), each),
+            Memory::Shared(_) => None,
+        }
+    }
+
+    fn reset_memory_in_place(
+        &self,
+        memory: &mut Memory,
+        initial: usize,
+        tunables: &wasmtime_environ::Tunables,
+    ) -> Result<()> {
+        let memory = memory
+            .as_local_mut()
+            .ok_or_else(|| crate::format_err!("shared memories cannot be reset in place"))?;
+        let memory_tunables = wasmtime_environ::MemoryTunables::new(
+            tunables,
+            wasmtime_environ::MemoryKind::LinearMemory,
+        );
+        let mut decommit = Vec::new();
+        memory.reset_in_place(
+            initial,
+            self.pagemap.as_ref(),
+            self.memories.keep_resident,
+            &memory_tunables,
+            |ptr, len| decommit.push(iovec_of(ptr, len)),
+        )?;
+        // The slot is ready again (and marked in use) once the pages it did not keep
+        // resident are handed back; nothing runs in it before this returns.
+        // SAFETY: these ranges are inside this memory's slot, which nothing uses now.
+        unsafe { crate::runtime::vm::sys::vm::decommit_pages(&decommit)? };
+        Ok(())
+    }
+
     fn allocate_table<'a, 'b: 'a, 'c: 'a>(
         &'a self,
         request: &'a mut InstanceAllocationRequest<'b, 'c>,
@@ -977,5 +1020,13 @@ mod test {
         }
 
         Ok(())
+    }
+}
+
+/// edge patch: an `iovec` for `decommit_pages`.
+fn iovec_of(ptr: *mut u8, len: usize) -> crate::runtime::vm::sys::vm::iovec {
+    crate::runtime::vm::sys::vm::iovec {
+        iov_base: ptr.cast(),
+        iov_len: len,
     }
 }

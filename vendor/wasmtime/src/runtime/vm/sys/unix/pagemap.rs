@@ -119,6 +119,42 @@ impl PageMap {
     }
 }
 
+/// edge patch: calls `each` with every range of `ptr..ptr + len` whose pages are private
+/// (present, neither the zero page nor a file's such as an image's): pages a write made
+/// private, now or before a reset that copied the image back into them. The same test
+/// `reset_with_pagemap` uses. `None` if a scan fails.
+pub fn private_pages(
+    pagemap: &PageMap,
+    ptr: *mut u8,
+    len: usize,
+    each: &mut dyn FnMut(*const u8, usize),
+) -> Option<()> {
+    let end = ptr.wrapping_add(len);
+    let mut at = ptr;
+    while at < end {
+        let mut storage = [MaybeUninit::uninit(); 32];
+        let rest = end.addr() - at.addr();
+        let scan_arg = PageMapScanBuilder::new(ptr::slice_from_raw_parts(at, rest))
+            .category_inverted(Categories::PFNZERO | Categories::FILE)
+            .category_mask(
+                Categories::WRITTEN | Categories::PRESENT | Categories::PFNZERO | Categories::FILE,
+            )
+            .return_mask(Categories::empty())
+            .build(&mut storage);
+        // SAFETY: as in `reset_with_pagemap`: the scan only reads page tables of the range.
+        let result = unsafe { ioctl(&pagemap.0, scan_arg) }.ok()?;
+        for region in result.regions() {
+            each(region.start(), region.len());
+        }
+        let walked = result.walk_end().cast_mut();
+        if walked <= at {
+            return None;
+        }
+        at = walked;
+    }
+    Some(())
+}
+
 /// Resets `ptr` for `len` bytes.
 ///
 /// This function is a dual implementation of this function in the
