@@ -84,6 +84,10 @@ pub struct App {
     pub stamp: std::sync::Mutex<Option<FileStamp>>,
     /// Its request metrics, looked up on its first request (see [`crate::metrics::Metrics::app_request`]).
     pub meters: std::sync::OnceLock<crate::metrics::AppMeters>,
+    /// Set once an instance of this version could not be prepared for a reset in place
+    /// (`crate::reuse`): later requests do not try again (the check can read every page
+    /// the instance's start-up wrote).
+    pub unkeepable: std::sync::atomic::AtomicBool,
 }
 
 /// Inode, size and modification time of an app's `.wasm` and `.toml`: a file replaced by
@@ -308,6 +312,7 @@ impl Loader {
             manifest_text: None,
             stamp: std::sync::Mutex::new(None),
             meters: std::sync::OnceLock::new(),
+            unkeepable: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -200,7 +200,9 @@ where
     B::Error: Into<BoxError>,
 {
     let limits = &app.config.limits;
-    let deadline = tokio::time::Instant::now() + limits.timeout;
+    // One clock read for the request's deadlines and its Server-Timing start.
+    let arrived = Instant::now();
+    let deadline = tokio::time::Instant::from_std(arrived + limits.timeout);
     if let Some(size) = declared_length(&req)?
         && size > limits.max_body_size
     {
@@ -228,7 +230,7 @@ where
         None => Scheme::Http,
     };
     let late = Arc::new(AtomicBool::new(false));
-    let body_deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+    let body_deadline = tokio::time::Instant::from_std(arrived + limits.body_read_timeout);
     let req = req.map(|body| BodyDeadline {
         inner: Box::pin(Limited::new(body, limit).map_err(limited_body_error)),
         sleep: Box::pin(tokio::time::sleep_until(body_deadline)),
@@ -250,11 +252,13 @@ where
         .new_response_outparam(sender)
         .expect("a fresh resource table has room");
 
-    let started = Instant::now();
     let fresh = kept.is_none();
+    // Server-Timing's `instantiate`: none for a kept instance.
+    let mut instantiated = Duration::ZERO;
     let (instance, proxy, reuse) = match kept {
         Some((instance, proxy, fingerprint)) => (instance, proxy, Some(fingerprint)),
         None => {
+            let started = Instant::now();
             let instantiate = async {
                 let instance = app
                     .prepared
@@ -273,20 +277,29 @@ where
             // Recorded before any guest code runs: what a reset puts back. Instances the
             // pool did not make (the baseline tier) cannot be reset and are not kept.
             let cache = &admission.instances;
+            // Whether an instance can be reset depends on its app version, not on the
+            // request: after one refusal, this version's instances are not tried again.
             let resettable = cache.enabled()
+                && !app.unkeepable.load(Ordering::Relaxed)
                 && instance
                     .prepare_reuse(&mut store)
-                    .inspect_err(|e| tracing::debug!(app = %app.name, "instance not kept: {e:#}"))
+                    .inspect_err(|e| {
+                        app.unkeepable.store(true, Ordering::Relaxed);
+                        tracing::info!(
+                            app = %app.name,
+                            "instances of this version are not kept between requests: {e:#}"
+                        );
+                    })
                     .is_ok();
             let reuse = resettable.then(|| {
                 cache
                     .checking()
                     .then(|| Arc::from(instance.reuse_fingerprint(&mut store)))
             });
+            instantiated = started.elapsed();
             (instance, proxy, reuse)
         }
     };
-    let instantiated = started.elapsed();
     // The histogram is of instantiations: a kept instance took none.
     if fresh {
         metrics.app_instantiated(&app.meters, &app.name, instantiated);
@@ -318,23 +331,25 @@ where
         (result, exceeded)
     });
 
-    let outcome = match timeout_at(deadline, receiver).await {
+    // No timer of its own: the guest's runs out at the same deadline, and the response
+    // outparam goes with the guest's host state when it does.
+    let outcome = match receiver.await {
         // The guest answered after its body ran out of time: the client gets 408.
-        Ok(Ok(Ok(_))) if late.load(Ordering::Relaxed) => return Err(body_late().expect("late")),
-        Ok(Ok(Ok(mut resp))) => {
+        Ok(Ok(_)) if late.load(Ordering::Relaxed) => return Err(body_late().expect("late")),
+        Ok(Ok(mut resp)) => {
             if limits.server_timing {
-                let handled = started.elapsed() - instantiated;
+                let handled = arrived.elapsed().saturating_sub(instantiated);
                 resp.headers_mut()
                     .insert("server-timing", server_timing(instantiated, handled));
             }
             Ok(resp)
         }
-        Ok(Ok(Err(code))) => Err(RequestError::NoResponse {
+        Ok(Err(code)) => Err(RequestError::NoResponse {
             app: app.name.clone(),
             detail: format!("the guest answered with error code {code:?}"),
         }),
         // The guest dropped the response outparam: it returned or trapped without answering.
-        Ok(Err(_)) => match task.await {
+        Err(_) => match task.await {
             Ok((Ok(Ok(())), _)) => Err(RequestError::NoResponse {
                 app: app.name.clone(),
                 detail: "the guest returned without setting a response".into(),
@@ -346,7 +361,6 @@ where
                 detail: format!("the request task failed: {join}"),
             }),
         },
-        Err(_) => Err(timeout(app)),
     };
     // Whatever the guest made of a body that stopped arriving, the client was too slow.
     match (outcome, body_late()) {

@@ -180,6 +180,20 @@ type SendFuture = Box<
 >;
 
 impl WasiHttpHooks for OutboundHooks {
+    // wasmtime-wasi-http's defaults, without the closure its `is_forbidden_header` builds
+    // (and allocates) for every header a request or response carries.
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name)
+    }
+
+    fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
+        static FILTER: std::sync::LazyLock<wasmtime_wasi_http::ForbiddenHeaderFilter> =
+            std::sync::LazyLock::new(|| {
+                Arc::new(|name| wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name))
+            });
+        FILTER.clone()
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

@@ -131,14 +131,4 @@ impl InstanceCache {
         };
         counter.inc();
     }
-
-    /// How many instances are kept now.
-    pub fn len(&self) -> usize {
-        self.kept.lock().unwrap().len()
-    }
-
-    /// Whether none are.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -121,11 +121,12 @@ async fn instances_whose_guest_trapped_or_was_killed_are_never_kept() {
     assert_eq!(sample(&m, MISMATCH), 0, "{m}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_instances_0_gives_every_request_a_fresh_instance() {
+/// Six requests to `residue` on a server started with `args`, under which no instance is
+/// kept: each answers as a fresh instance does. The server and its metrics after them.
+async fn six_requests_none_kept(args: &[&str]) -> (Apps, Edge, String) {
     let apps = Apps::new();
     apps.add("residue");
-    let edge = Edge::start_with_token(apps.path(), &["--keep-instances", "0"], TOKEN);
+    let edge = Edge::start_with_token(apps.path(), args, TOKEN);
     let fresh = baseline(&edge).await;
     for _ in 0..5 {
         assert_eq!(get(edge.addr, "residue.localhost", "/").await.body, fresh);
@@ -133,6 +134,12 @@ async fn keep_instances_0_gives_every_request_a_fresh_instance() {
     let m = metrics(&edge).await;
     assert_eq!(sample(&m, REUSES), 0, "{m}");
     assert_eq!(sample(&m, KEPT), 0, "{m}");
+    (apps, edge, m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_instances_0_gives_every_request_a_fresh_instance() {
+    let (_apps, _edge, m) = six_requests_none_kept(&["--keep-instances", "0"]).await;
     assert_eq!(
         sample(
             &m,
@@ -141,6 +148,17 @@ async fn keep_instances_0_gives_every_request_a_fresh_instance() {
         6,
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_whose_instances_cannot_be_reset_is_refused_once_not_per_request() {
+    // The on-demand allocator's instances cannot be reset in place: the first request
+    // finds out, and later ones instantiate afresh without asking again.
+    let (_apps, edge, _) = six_requests_none_kept(&["--allocator", "on-demand"]).await;
+    let log = edge.log();
+    let refusals = log.matches("are not kept between requests").count();
+    assert_eq!(refusals, 1, "{log}");
+    assert!(log.contains("pooling allocator"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,17 +279,25 @@ fn pooled_engine() -> wasmtime::Engine {
     wasmtime::Engine::new(&config).unwrap()
 }
 
+/// A store on `engine` with an instance of the component `wat` in it (no imports).
+fn instantiate(
+    engine: &wasmtime::Engine,
+    wat: &str,
+) -> (wasmtime::Store<()>, wasmtime::component::Instance) {
+    use wasmtime::component::{Component, Linker};
+    let component = Component::new(engine, wat).unwrap();
+    let mut store = wasmtime::Store::new(engine, ());
+    let instance = Linker::<()>::new(engine)
+        .instantiate(&mut store, &component)
+        .unwrap();
+    (store, instance)
+}
+
 type Poked = ((u32, u32, u32, u32, u32),);
 
 #[test]
 fn a_reset_puts_back_globals_tables_segments_and_memory_size() {
-    use wasmtime::component::{Component, Linker};
-    let engine = pooled_engine();
-    let component = Component::new(&engine, POKE).unwrap();
-    let mut store = wasmtime::Store::new(&engine, ());
-    let instance = Linker::<()>::new(&engine)
-        .instantiate(&mut store, &component)
-        .unwrap();
+    let (mut store, instance) = instantiate(&pooled_engine(), POKE);
     instance.prepare_reuse(&mut store).unwrap();
     let fresh_state = instance.reuse_fingerprint(&mut store);
     let poke = instance
@@ -297,13 +323,7 @@ fn a_reset_puts_back_globals_tables_segments_and_memory_size() {
 
 #[test]
 fn an_instance_whose_start_function_wrote_memory_is_never_reset() {
-    use wasmtime::component::{Component, Linker};
-    let engine = pooled_engine();
-    let component = Component::new(&engine, STARTS_BY_WRITING).unwrap();
-    let mut store = wasmtime::Store::new(&engine, ());
-    let instance = Linker::<()>::new(&engine)
-        .instantiate(&mut store, &component)
-        .unwrap();
+    let (mut store, instance) = instantiate(&pooled_engine(), STARTS_BY_WRITING);
     let refused = instance.prepare_reuse(&mut store).unwrap_err().to_string();
     assert!(refused.contains("instantiation ran code"), "{refused}");
     // And so `reuse` refuses too, rather than reset to an image without the write.
@@ -316,30 +336,18 @@ fn an_instance_whose_start_function_wrote_memory_is_never_reset() {
 
 #[test]
 fn instances_not_from_the_pool_are_never_reset() {
-    use wasmtime::component::{Component, Linker};
-    let engine = wasmtime::Engine::default();
-    let component = Component::new(&engine, POKE).unwrap();
-    let mut store = wasmtime::Store::new(&engine, ());
-    let instance = Linker::<()>::new(&engine)
-        .instantiate(&mut store, &component)
-        .unwrap();
+    let (mut store, instance) = instantiate(&wasmtime::Engine::default(), POKE);
     let refused = instance.prepare_reuse(&mut store).unwrap_err().to_string();
     assert!(refused.contains("pooling allocator"), "{refused}");
 }
 
 #[test]
 fn an_instance_whose_start_function_left_memory_as_its_image_is_reset_to_after_it() {
-    use wasmtime::component::{Component, Linker};
     if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
         eprintln!("skipped: without PAGEMAP_SCAN such instances are never reset");
         return;
     }
-    let engine = pooled_engine();
-    let component = Component::new(&engine, STARTS_CLEANLY).unwrap();
-    let mut store = wasmtime::Store::new(&engine, ());
-    let instance = Linker::<()>::new(&engine)
-        .instantiate(&mut store, &component)
-        .unwrap();
+    let (mut store, instance) = instantiate(&pooled_engine(), STARTS_CLEANLY);
     instance.prepare_reuse(&mut store).unwrap();
     let f = instance
         .get_typed_func::<(), (u32,)>(&mut store, "f")
