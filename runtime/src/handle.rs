@@ -285,10 +285,16 @@ where
                     .prepare_reuse(&mut store)
                     .inspect_err(|e| {
                         app.unkeepable.store(true, Ordering::Relaxed);
-                        tracing::info!(
-                            app = %app.name,
-                            "instances of this version are not kept between requests: {e:#}"
-                        );
+                        // Winch's code is served only until Cranelift's replaces it, on
+                        // instances the pool does not make: expected, so not news.
+                        if app.tier == crate::app::Tier::Baseline {
+                            tracing::debug!(app = %app.name, "baseline-tier instances are not kept: {e:#}");
+                        } else {
+                            tracing::info!(
+                                app = %app.name,
+                                "instances of this version are not kept between requests: {e:#}"
+                            );
+                        }
                     })
                     .is_ok();
             let reuse = resettable.then(|| {

@@ -543,6 +543,10 @@ async fn a_cold_deploy_serves_baseline_code_at_once_then_optimized_code() {
         get(edge.addr, "app.localhost", "/").await.body,
         "Hello from edge!\n"
     );
+    // Winch's instances are never kept (the pool does not make them), which is expected
+    // and so not logged as news.
+    let log = edge.log();
+    assert!(!log.contains("are not kept between requests"), "{log}");
     // The optimized code went to the cache: a rollback target or a restart compiles nothing.
     drop(edge);
     let edge = Edge::start_with_token(apps.path(), &["--cache-dir", cache], TOKEN);
