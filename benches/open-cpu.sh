@@ -30,10 +30,13 @@ case "${SERVER:-edge}" in
   edge)
     taskset -c 0 "$EDGE" serve "$work/apps" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
       --threads 1 --no-cache >"$work/out" 2>&1 &
-    ready='Cranelift code serves' ;;
+    ready='Cranelift code serves'
+    # The admin API prints its address too: take the one serving apps.
+    listening='Serving HTTP on http://' ;;
   native)
     taskset -c 0 target/release/native --app hello --listen 127.0.0.1:0 >"$work/out" 2>&1 &
-    ready='http://' ;;
+    ready='http://'
+    listening='http://' ;;
   *) echo "SERVER is edge or native" >&2; exit 2 ;;
 esac
 echo $! >"$work/pid"
@@ -42,7 +45,7 @@ for _ in $(seq 1 600); do
   grep -q "$ready" "$work/out" 2>/dev/null && break
   sleep 0.1
 done
-port=$(grep -o 'http://[0-9.]*:[0-9]*' "$work/out" | head -1 | sed 's/.*://')
+port=$(grep -o "${listening}[0-9.]*:[0-9]*" "$work/out" | head -1 | sed 's/.*://')
 [ -n "$port" ] || { echo "edge did not start:" >&2; cat "$work/out" >&2; exit 1; }
 url="http://127.0.0.1:$port/"
 load() { taskset -c 1 target/release/loadrig run -t 1 -c "$CONNS" -H 'Host: hello.localhost' "$@" "$url" 2>&1; }

@@ -625,31 +625,58 @@ async fn pooled_slots_map_only_the_image_pages_requests_read() {
         assert_eq!(resp.status, 200, "{resp:?}");
     }
     // Each pooled slot's image mapping (a memfd, or the cache's `.cwasm`): how much of
-    // it is present.
+    // it is present. A kept instance's slot is read-only but for the pages requests
+    // write (`write_track` in the vendored wasmtime), so its mapping is several
+    // neighbouring ones (`rw-p` and `r--p`, the file's offsets running on): one image.
     let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", edge.pid())).unwrap();
-    let mut images = Vec::new();
-    let mut current: Option<(String, u64)> = None;
+    // (first line, start, end, next file offset, writable piece seen, KiB present)
+    let mut groups: Vec<(String, u64, u64, u64, bool, u64)> = Vec::new();
+    let mut current = false;
     for line in smaps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields
             .first()
             .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
         {
-            current = None;
             let (start, end) = fields[0].split_once('-').unwrap();
-            let size =
-                u64::from_str_radix(end, 16).unwrap() - u64::from_str_radix(start, 16).unwrap();
+            let start = u64::from_str_radix(start, 16).unwrap();
+            let end = u64::from_str_radix(end, 16).unwrap();
+            let offset = u64::from_str_radix(fields[2], 16).unwrap();
             let image = line.contains("wasm-memory-image") || line.contains(".cwasm");
-            if image && fields[1] == "rw-p" {
-                current = Some((line.to_string(), size / 1024));
+            current = image && (fields[1] == "rw-p" || fields[1] == "r--p");
+            if !current {
+                continue;
             }
-        } else if let (Some((name, size)), Some(&"Rss:")) = (&current, fields.first()) {
-            let rss: u64 = fields[1].parse().unwrap();
-            if rss > 0 {
-                images.push((name.clone(), *size, rss));
+            let writable = fields[1] == "rw-p";
+            match groups.last_mut() {
+                Some(group)
+                    if group.2 == start
+                        && group.3 == offset
+                        && group.0.split_whitespace().last() == line.split_whitespace().last() =>
+                {
+                    group.2 = end;
+                    group.3 = offset + (end - start);
+                    group.4 |= writable;
+                }
+                _ => groups.push((
+                    line.to_string(),
+                    start,
+                    end,
+                    offset + (end - start),
+                    writable,
+                    0,
+                )),
             }
+        } else if let (true, Some(&"Rss:")) = (current, fields.first()) {
+            groups.last_mut().unwrap().5 += fields[1].parse::<u64>().unwrap();
         }
     }
+    // A slot's image has a writable piece; the code's read-only mappings have none.
+    let images: Vec<(String, u64, u64)> = groups
+        .into_iter()
+        .filter(|g| g.4 && g.5 > 0)
+        .map(|(name, start, end, _, _, rss)| (name, (end - start) / 1024, rss))
+        .collect();
     assert!(
         !images.is_empty(),
         "no pooled image mapping has pages:\n{smaps}"

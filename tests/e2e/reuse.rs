@@ -269,7 +269,7 @@ fn pooled_engine() -> wasmtime::Engine {
         .total_core_instances(4)
         .total_memories(4)
         .total_tables(4)
-        .max_memory_size(10 << 16);
+        .max_memory_size(64 << 16);
     if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
         pool.pagemap_scan(wasmtime::Enabled::Yes)
             .linear_memory_keep_resident(1 << 20);
@@ -356,5 +356,125 @@ fn an_instance_whose_start_function_left_memory_as_its_image_is_reset_to_after_i
         // 40 from the start function, plus the 5 of the data segment.
         assert_eq!(f.call(&mut store, ()).unwrap(), (45,), "round {round}");
         instance.reuse(&mut store).unwrap();
+    }
+}
+
+/// A memory of 640 host pages. `scribble(first, count, stride)` returns what a fresh
+/// instance would make 105 (the data byte at 8, plus byte 100 of every page, all zero),
+/// then writes the data byte and byte 100 of `count` pages `stride` apart from `first`.
+/// `outside` writes just past the memory's end.
+const SCRIBBLE: &str = r#"
+(component
+  (core module $m
+    (memory 40 64)
+    (data (i32.const 8) "i")
+    (func (export "scribble") (param $first i32) (param $count i32) (param $stride i32)
+      (result i32)
+      (local $sum i32) (local $p i32)
+      (local.set $sum (i32.load8_u (i32.const 8)))
+      (block $done (loop $each
+        (br_if $done (i32.ge_u (local.get $p) (i32.const 640)))
+        (local.set $sum (i32.add (local.get $sum)
+          (i32.load8_u (i32.add (i32.mul (local.get $p) (i32.const 4096)) (i32.const 100)))))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $each)))
+      (i32.store8 (i32.const 8) (i32.const 0))
+      (local.set $p (local.get $first))
+      (block $done (loop $write
+        (br_if $done (i32.eqz (local.get $count)))
+        (i32.store8 (i32.add (i32.mul (local.get $p) (i32.const 4096)) (i32.const 100))
+          (i32.const 1))
+        (local.set $p (i32.add (local.get $p) (local.get $stride)))
+        (local.set $count (i32.sub (local.get $count) (i32.const 1)))
+        (br $write)))
+      (local.get $sum))
+    (func (export "outside")
+      (i32.store (i32.mul (memory.size) (i32.const 65536)) (i32.const 1))))
+  (core instance $i (instantiate $m))
+  (func (export "scribble") (param "first" u32) (param "count" u32) (param "stride" u32)
+    (result u32)
+    (canon lift (core func $i "scribble")))
+  (func (export "outside") (canon lift (core func $i "outside")))
+)
+"#;
+
+/// Mappings in this process (each test runs in a process of its own).
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// After its first reset a kept instance's memory is read-only, and the first write to
+/// each page makes it writable and marks it for the next reset (`write_track` in the
+/// vendored wasmtime): resets copy back those pages without a `PAGEMAP_SCAN`. Pages
+/// first written long after, out-of-bounds writes, and a request that writes more pages
+/// than the tracking budget (the whole slot goes back to scans) must all still leave
+/// the next request a fresh memory.
+#[test]
+fn resets_find_the_written_pages_by_write_faults() {
+    if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        eprintln!("skipped: without PAGEMAP_SCAN instances are never reset");
+        return;
+    }
+    let engine = pooled_engine();
+    let (mut store, instance) = instantiate(&engine, SCRIBBLE);
+    instance.prepare_reuse(&mut store).unwrap();
+    let fresh = instance.reuse_fingerprint(&mut store);
+    let scribble = instance
+        .get_typed_func::<(u32, u32, u32), (u32,)>(&mut store, "scribble")
+        .unwrap();
+    let request = |store: &mut wasmtime::Store<()>, first, count, stride| {
+        let (sum,) = scribble.call(&mut *store, (first, count, stride)).unwrap();
+        assert_eq!(
+            sum, 105,
+            "scribble({first}, {count}, {stride}) found a used memory"
+        );
+        let written = mappings();
+        instance.reuse(&mut *store).unwrap();
+        assert_eq!(instance.reuse_fingerprint(&mut *store), fresh);
+        written
+    };
+    // The first reset scans, then arms the slot.
+    request(&mut store, 0, 4, 1);
+    let armed = mappings();
+    // Four pages apart from each other and from the data page: each splits the slot's
+    // read-only mapping (so they were made writable one by one), and the reset finds them.
+    let written = request(&mut store, 10, 4, 7);
+    assert!(
+        written >= armed + 8,
+        "{armed} mappings when armed, {written} after the writes"
+    );
+    // The same pages again (no faults now), then others as well.
+    request(&mut store, 10, 4, 7);
+    request(&mut store, 300, 3, 100);
+    // A write past the memory's end is still a trap, not a tracked write.
+    let outside = instance
+        .get_typed_func::<(), ()>(&mut store, "outside")
+        .unwrap();
+    let trap = outside.call(&mut store, ()).unwrap_err();
+    assert_eq!(
+        trap.downcast_ref::<wasmtime::Trap>(),
+        Some(&wasmtime::Trap::MemoryOutOfBounds),
+        "{trap:?}"
+    );
+    drop(store);
+
+    // A fresh instance in the same pool: more pages than a slot may fault one by one.
+    let (mut store, instance) = instantiate(&engine, SCRIBBLE);
+    instance.prepare_reuse(&mut store).unwrap();
+    let fresh = instance.reuse_fingerprint(&mut store);
+    let scribble = instance
+        .get_typed_func::<(u32, u32, u32), (u32,)>(&mut store, "scribble")
+        .unwrap();
+    for (first, count, stride) in [(0, 1, 1), (1, 300, 2), (3, 300, 2), (5, 2, 9)] {
+        let (sum,) = scribble.call(&mut store, (first, count, stride)).unwrap();
+        assert_eq!(
+            sum, 105,
+            "scribble({first}, {count}, {stride}) found a used memory"
+        );
+        instance.reuse(&mut store).unwrap();
+        assert_eq!(instance.reuse_fingerprint(&mut store), fresh);
     }
 }

@@ -52,6 +52,13 @@ fn main() {
     custom_cfg("has_custom_sync", has_custom_sync);
     custom_cfg("has_host_compiler_backend", has_host_compiler_backend);
     custom_cfg("gc_zeal", cfg("fuzzing"));
+    // edge patch: where `runtime/vm/sys/unix/write_track.rs` is built.
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").unwrap() == "linux";
+    let wide = std::env::var("CARGO_CFG_TARGET_POINTER_WIDTH").unwrap() == "64";
+    custom_cfg(
+        "write_track",
+        linux && wide && has_native_signals && cfg!(feature = "pooling-allocator"),
+    );
 
     // If this OS isn't supported and no debug-builtins or if Cranelift doesn't support
     // the host or there's no need to build these helpers.

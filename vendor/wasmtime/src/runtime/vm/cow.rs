@@ -6,6 +6,8 @@ use crate::Engine;
 use crate::prelude::*;
 use crate::runtime::vm::mpk::ProtectionKey;
 use crate::runtime::vm::sys::vm::{self, MemoryImageSource, PageMap, reset_with_pagemap};
+#[cfg(write_track)]
+use crate::runtime::vm::sys::write_track::SlotTrack;
 use crate::runtime::vm::{
     HostAlignedByteCount, MmapOffset, ModuleMemoryImageSource, host_page_size,
 };
@@ -353,6 +355,15 @@ pub struct MemoryImageSlot {
     /// every page left present costs each reset, and a page read once stays mapped
     /// anyway. See `vm::disable_fault_around`.
     image_fault_around: bool,
+
+    /// edge patch: this slot's record in `write_track`, when its pool tracks written
+    /// pages with the MMU (see `arm_write_tracking`).
+    write_track: Option<&'static SlotTrack>,
+
+    /// edge patch: set when tracking was turned off for the slot's current instance
+    /// (its memory grew, or it wrote more than the pool keeps resident); cleared when the
+    /// pool hands the slot to a new instance.
+    write_track_off: bool,
 }
 
 impl fmt::Debug for MemoryImageSlot {
@@ -389,7 +400,91 @@ impl MemoryImageSlot {
             dirty: false,
             pkey,
             image_fault_around: true,
+            write_track: None,
+            write_track_off: false,
         }
+    }
+
+    /// edge patch: tracks this slot's written pages in `track` from now on, whenever an
+    /// in-place reset arms it (see `write_track`).
+    pub(crate) fn track_writes_in(&mut self, track: &'static SlotTrack) {
+        self.write_track = Some(track);
+    }
+
+    /// edge patch: the slot goes to a new instance, which may be tracked again.
+    pub(crate) fn allow_write_tracking(&mut self) {
+        self.write_track_off = false;
+    }
+
+    /// edge patch: makes the accessible pages read-only and starts recording the ones
+    /// written, so that the next `reset_written_pages` needs no `PAGEMAP_SCAN`. Call it
+    /// right after an in-place reset (the pages hold what a fresh instance finds then).
+    /// Does nothing if the slot is not tracked, already armed, or tracking was turned
+    /// off for this instance.
+    pub(crate) fn arm_write_tracking(&mut self) -> Result<()> {
+        let Some(track) = self.write_track else {
+            return Ok(());
+        };
+        if self.write_track_off || track.armed_len() != 0 || self.accessible.is_zero() {
+            return Ok(());
+        }
+        // SAFETY: `0..accessible` is this slot's readable and writable memory, and the
+        // caller runs nothing in it now.
+        let armed = unsafe { track.arm(self.base.as_mut_ptr(), self.accessible.byte_count())? };
+        if !armed {
+            self.write_track_off = true;
+        }
+        Ok(())
+    }
+
+    /// edge patch: ends tracking for this instance before the slot's protection or
+    /// mappings change: the armed pages become writable again.
+    fn disarm_write_tracking(&mut self) -> Result<()> {
+        if let Some(track) = self.write_track {
+            if track.armed_len() != 0 {
+                self.write_track_off = true;
+            }
+            // SAFETY: this is the slot's base; the callers change the slot, so nothing
+            // runs in it.
+            unsafe { track.disarm(self.base.as_mut_ptr())? };
+        }
+        Ok(())
+    }
+
+    /// edge patch: the reset of an armed slot: every page written since it was armed is
+    /// copied back from the image (or zeroed); the others were never written. Returns
+    /// `false`, changing nothing, when the slot is not armed, its memory grew since, or it
+    /// wrote more than `keep_resident`: then `clear_and_remain_ready` must reset it.
+    pub(crate) fn reset_written_pages(&mut self, keep_resident: HostAlignedByteCount) -> bool {
+        let Some(track) = self.write_track else {
+            return false;
+        };
+        if track.take_overflow() {
+            // Too many pages written one by one: not tracked again for this instance.
+            self.write_track_off = true;
+            return false;
+        }
+        let armed = track.armed_len();
+        if armed == 0 || armed != self.accessible.byte_count() {
+            return false;
+        }
+        if track.written(|_, _| {}) > keep_resident.byte_count() {
+            return false;
+        }
+        assert!(self.dirty);
+        let base = self.base.as_mut_ptr();
+        let image = self.image.as_deref();
+        track.written(|offset, len| {
+            // SAFETY: the run is inside `0..accessible` (the armed bytes), writable since
+            // its first write, and nothing runs in the slot during a reset.
+            let region = unsafe { core::slice::from_raw_parts_mut(base.add(offset), len) };
+            match image {
+                Some(image) => manually_reset_region(base.addr(), image, region),
+                None => region.fill(0),
+            }
+        });
+        self.dirty = false;
+        true
     }
 
     /// edge patch: images mapped into this slot from now on get no fault-around
@@ -414,6 +509,7 @@ impl MemoryImageSlot {
         }
 
         // Otherwise use `mprotect` to make the new pages read/write.
+        self.disarm_write_tracking()?;
         self.set_protection(self.accessible..size_bytes_aligned, true)?;
         self.accessible = size_bytes_aligned;
 
@@ -471,6 +567,10 @@ impl MemoryImageSlot {
         };
         if !images_equal {
             self.remove_image()?;
+        }
+        // edge patch: an armed slot keeps its protection only if nothing changes here.
+        if self.accessible != initial_size_bytes_page_aligned {
+            self.disarm_write_tracking()?;
         }
 
         // The next order of business is to ensure that `self.accessible` is
@@ -542,6 +642,7 @@ impl MemoryImageSlot {
     }
 
     pub(crate) fn remove_image(&mut self) -> Result<()> {
+        self.disarm_write_tracking()?;
         if let Some(image) = &self.image {
             unsafe {
                 image.remap_as_zeros_at(self.base.as_mut_ptr())?;
@@ -572,6 +673,7 @@ impl MemoryImageSlot {
         decommit: impl FnMut(*mut u8, usize),
     ) -> Result<usize> {
         assert!(self.dirty);
+        self.disarm_write_tracking()?;
 
         let bytes_resident =
             unsafe { self.reset_all_memory_contents(pagemap, keep_resident, decommit)? };
@@ -645,63 +747,10 @@ impl MemoryImageSlot {
             };
         }
 
-        /// Manually resets `region` back to its original contents as specified
-        /// in `image`.
-        ///
-        /// This assumes that the original mmap starts at `base_addr` and
-        /// `region` is a subslice within the original mmap.
-        ///
-        /// # Panics
-        ///
-        /// Panics if `base_addr` is not the right index due to the various
-        /// indexing calculations below.
-        fn manually_reset_region(base_addr: usize, image: &MemoryImage, mut region: &mut [u8]) {
-            let image_start = image.linear_memory_offset.byte_count();
-            let image_end = image_start + image.len.byte_count();
-            let mut region_start = region.as_ptr().addr() - base_addr;
-            let region_end = region_start + region.len();
-            let image_bytes = image.module_source.wasm_data();
-            let image_bytes = &image_bytes[image.module_source_offset..][..image.len.byte_count()];
-
-            // 1. Zero out the part before the image (if any).
-            if let Some(len_before_image) = image_start.checked_sub(region_start) {
-                let len = len_before_image.min(region.len());
-                let (a, b) = region.split_at_mut(len);
-                a.fill(0);
-                region = b;
-                region_start += len;
-
-                if region.is_empty() {
-                    return;
-                }
-            }
-
-            debug_assert_eq!(region_end - region_start, region.len());
-            debug_assert!(region_start >= image_start);
-
-            // 2. Copy the original bytes from the image for the part that
-            //    overlaps with the image.
-            if let Some(len_in_image) = image_end.checked_sub(region_start) {
-                let len = len_in_image.min(region.len());
-                let (a, b) = region.split_at_mut(len);
-                a.copy_from_slice(&image_bytes[region_start - image_start..][..len]);
-                region = b;
-                region_start += len;
-
-                if region.is_empty() {
-                    return;
-                }
-            }
-
-            debug_assert_eq!(region_end - region_start, region.len());
-            debug_assert!(region_start >= image_end);
-
-            // 3. Zero out the part after the image.
-            region.fill(0);
-        }
     }
 
     fn set_protection(&self, range: Range<HostAlignedByteCount>, readwrite: bool) -> Result<()> {
+        debug_assert!(self.write_track.is_none_or(|track| track.armed_len() == 0));
         let len = range
             .end
             .checked_sub(range.start)
@@ -795,6 +844,7 @@ impl MemoryImageSlot {
     /// Map anonymous zeroed memory across the whole slot,
     /// inaccessible. Used both during instantiate and during drop.
     pub(crate) fn reset_with_anon_memory(&mut self) -> Result<()> {
+        self.disarm_write_tracking()?;
         if self.static_size == 0 {
             assert!(self.image.is_none());
             assert_eq!(self.accessible, 0);
@@ -814,6 +864,85 @@ impl MemoryImageSlot {
         self.accessible = HostAlignedByteCount::ZERO;
 
         Ok(())
+    }
+}
+
+/// Manually resets `region` back to its original contents as specified
+/// in `image`.
+///
+/// This assumes that the original mmap starts at `base_addr` and
+/// `region` is a subslice within the original mmap.
+///
+/// # Panics
+///
+/// Panics if `base_addr` is not the right index due to the various
+/// indexing calculations below.
+fn manually_reset_region(base_addr: usize, image: &MemoryImage, mut region: &mut [u8]) {
+    let image_start = image.linear_memory_offset.byte_count();
+    let image_end = image_start + image.len.byte_count();
+    let mut region_start = region.as_ptr().addr() - base_addr;
+    let region_end = region_start + region.len();
+    let image_bytes = image.module_source.wasm_data();
+    let image_bytes = &image_bytes[image.module_source_offset..][..image.len.byte_count()];
+
+    // 1. Zero out the part before the image (if any).
+    if let Some(len_before_image) = image_start.checked_sub(region_start) {
+        let len = len_before_image.min(region.len());
+        let (a, b) = region.split_at_mut(len);
+        a.fill(0);
+        region = b;
+        region_start += len;
+
+        if region.is_empty() {
+            return;
+        }
+    }
+
+    debug_assert_eq!(region_end - region_start, region.len());
+    debug_assert!(region_start >= image_start);
+
+    // 2. Copy the original bytes from the image for the part that
+    //    overlaps with the image.
+    if let Some(len_in_image) = image_end.checked_sub(region_start) {
+        let len = len_in_image.min(region.len());
+        let (a, b) = region.split_at_mut(len);
+        a.copy_from_slice(&image_bytes[region_start - image_start..][..len]);
+        region = b;
+        region_start += len;
+
+        if region.is_empty() {
+            return;
+        }
+    }
+
+    debug_assert_eq!(region_end - region_start, region.len());
+    debug_assert!(region_start >= image_end);
+
+    // 3. Zero out the part after the image.
+    region.fill(0);
+}
+
+/// edge patch: where `write_track` does not exist, no slot is tracked.
+#[cfg(not(write_track))]
+pub(crate) enum SlotTrack {}
+
+#[cfg(not(write_track))]
+#[allow(dead_code, reason = "no value of the type exists")]
+impl SlotTrack {
+    fn armed_len(&self) -> usize {
+        match *self {}
+    }
+    unsafe fn arm(&self, _base: *mut u8, _len: usize) -> Result<bool> {
+        match *self {}
+    }
+    unsafe fn disarm(&self, _base: *mut u8) -> Result<()> {
+        match *self {}
+    }
+    fn take_overflow(&self) -> bool {
+        match *self {}
+    }
+    fn written(&self, _each: impl FnMut(usize, usize)) -> usize {
+        match *self {}
     }
 }
 

@@ -805,9 +805,13 @@ impl LocalMemory {
             bail!("only pooled memories can be reset in place");
         }
         let slot = self.memory_image.as_mut().unwrap();
-        slot.clear_and_remain_ready(pagemap, keep_resident, decommit)?;
+        // Where the slot is armed, the pages written since are known without a scan.
+        if !slot.reset_written_pages(keep_resident) {
+            slot.clear_and_remain_ready(pagemap, keep_resident, decommit)?;
+        }
         let image = slot.image().cloned();
         slot.instantiate(initial, image.as_ref(), &self.ty, memory_tunables)?;
+        slot.arm_write_tracking()?;
         self.alloc.set_byte_size(initial);
         Ok(())
     }

@@ -307,6 +307,9 @@ impl PoolingInstanceAllocator {
         // edge patch: see `MemoryPool::image_pages_stay_mapped`.
         allocator.memories.image_pages_stay_mapped =
             allocator.pagemap.is_some() && allocator.memories.keep_resident.byte_count() > 0;
+        if allocator.memories.image_pages_stay_mapped {
+            allocator.memories.track_writes();
+        }
         Ok(allocator)
     }
 

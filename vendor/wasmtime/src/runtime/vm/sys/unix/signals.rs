@@ -133,6 +133,15 @@ unsafe extern "C" fn trap_handler(
     siginfo: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
+    // edge patch: the first write to a page of an armed pool slot (see `write_track`):
+    // not a trap, the write is retried.
+    #[cfg(write_track)]
+    if signum == libc::SIGSEGV
+        && unsafe { (*siginfo).si_code } == super::write_track::SEGV_ACCERR
+        && super::write_track::on_write_fault(unsafe { (*siginfo).si_addr() as usize })
+    {
+        return;
+    }
     let previous = match signum {
         libc::SIGSEGV => &raw const PREV_SIGSEGV,
         libc::SIGBUS => &raw const PREV_SIGBUS,

@@ -66,6 +66,8 @@ use crate::{
     runtime::vm::mpk::{self, ProtectionKey, ProtectionMask},
     vm::HostAlignedByteCount,
 };
+#[cfg(write_track)]
+use crate::runtime::vm::sys::write_track::PoolTrack as WriteTrack;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -141,6 +143,11 @@ pub struct MemoryPool {
     /// the written ones being reset (`PAGEMAP_SCAN` with `keep_resident`). Set by the
     /// pooling allocator once it knows whether the scan is available.
     pub(super) image_pages_stay_mapped: bool,
+
+    /// edge patch: this pool's slots in `write_track`, when in-place resets find the
+    /// written pages with the MMU instead of `PAGEMAP_SCAN` (see `track_writes`).
+    #[cfg(write_track)]
+    write_track: Option<&'static WriteTrack>,
 
     /// Keep track of protection keys handed out to initialized stores; this
     /// allows us to round-robin the assignment of stores to stripes.
@@ -290,6 +297,8 @@ impl MemoryPool {
                 config.linear_memory_keep_resident,
             )?,
             image_pages_stay_mapped: false,
+            #[cfg(write_track)]
+            write_track: None,
             next_available_pkey: AtomicUsize::new(0),
         };
 
@@ -584,6 +593,18 @@ impl MemoryPool {
         }
     }
 
+    /// edge patch: from now on, slots reset in place are armed (`write_track`): their
+    /// next resets copy back the pages written, told by write faults, with no
+    /// `PAGEMAP_SCAN`. Best effort: a process tracks at most a fixed number of pools.
+    pub(super) fn track_writes(&mut self) {
+        #[cfg(write_track)]
+        if self.layout.num_slots > 0 {
+            let start = self.get_base(MemoryAllocationIndex(0)).as_mut_ptr().addr();
+            self.write_track =
+                WriteTrack::register(start, self.layout.slot_bytes.byte_count(), self.layout.num_slots);
+        }
+    }
+
     fn get_base(&self, allocation_index: MemoryAllocationIndex) -> MmapOffset {
         assert!(allocation_index.index() < self.layout.num_slots);
         let offset = self
@@ -645,8 +666,14 @@ impl MemoryPool {
             if self.image_pages_stay_mapped {
                 slot.keep_image_pages_mapped();
             }
+            #[cfg(write_track)]
+            if let Some(track) = self.write_track {
+                slot.track_writes_in(track.slot(allocation_index.index()));
+            }
             slot
         });
+        // edge patch: a new instance in the slot.
+        slot.allow_write_tracking();
 
         // For `Unknown` slots it means that `slot` is brand new and isn't
         // actually tracking the state of the previous slot, so reset it
@@ -693,6 +720,17 @@ impl MemoryPool {
             .iter()
             .map(|i| i.allocator.unused_bytes_resident())
             .sum()
+    }
+}
+
+/// edge patch: the pool's memory goes away with it; its slots' records must no longer
+/// claim write faults in that range.
+#[cfg(write_track)]
+impl Drop for MemoryPool {
+    fn drop(&mut self) {
+        if let Some(track) = self.write_track {
+            track.retire();
+        }
     }
 }
 
