@@ -11,7 +11,8 @@
 //!
 //! The invariant an armed slot keeps: since it was armed, every page of
 //! `0..armed_len` whose bit is clear is read-only, and so unwritten. Anything else that
-//! changes the slot's protection or mappings disarms it first (`MemoryImageSlot::disarm`):
+//! changes the slot's protection or mappings disarms it first
+//! (`MemoryImageSlot::disarm_write_tracking`):
 //! the pages become writable again and the next reset is a scan, as before.
 //!
 //! Everything the signal handler reads lives for the rest of the process (pools are
