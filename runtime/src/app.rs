@@ -61,6 +61,9 @@ pub struct App {
     pub engine: wasmtime::Engine,
     /// Which compiler produced its code.
     pub tier: Tier,
+    /// Whether its instances come from the pooling allocator: only those can be reset in
+    /// place and kept between requests (`crate::reuse`).
+    pub pooled: bool,
     /// The app's name (its file stem).
     pub name: String,
     /// Its validated manifest.
@@ -84,9 +87,10 @@ pub struct App {
     pub stamp: std::sync::Mutex<Option<FileStamp>>,
     /// Its request metrics, looked up on its first request (see [`crate::metrics::Metrics::app_request`]).
     pub meters: std::sync::OnceLock<crate::metrics::AppMeters>,
-    /// Set once an instance of this version could not be prepared for a reset in place
-    /// (`crate::reuse`): later requests do not try again (the check can read every page
-    /// the instance's start-up wrote).
+    /// Whether instances of this version are never kept: set at load when they do not
+    /// come from the pool, and once one could not be prepared for a reset in place
+    /// (`crate::reuse`), so that later requests do not try again (the check can read
+    /// every page the instance's start-up wrote).
     pub unkeepable: std::sync::atomic::AtomicBool,
 }
 
@@ -260,6 +264,7 @@ impl Loader {
         let code = Code {
             engine: self.engine.engine.clone(),
             tier: Tier::Optimized,
+            pooled: self.engine.pooling,
             prepared,
         };
         Ok(self.assemble(name, config, code, app.digest, report))
@@ -274,6 +279,7 @@ impl Loader {
         let code = Code {
             engine: live.engine.clone(),
             tier: live.tier,
+            pooled: live.pooled,
             prepared: live.prepared.clone(),
         };
         let report = LoadReport {
@@ -301,6 +307,7 @@ impl Loader {
         App {
             engine: code.engine,
             tier: code.tier,
+            pooled: code.pooled,
             guest: self.guest_env(&name, &config),
             name,
             config,
@@ -312,7 +319,7 @@ impl Loader {
             manifest_text: None,
             stamp: std::sync::Mutex::new(None),
             meters: std::sync::OnceLock::new(),
-            unkeepable: std::sync::atomic::AtomicBool::new(false),
+            unkeepable: std::sync::atomic::AtomicBool::new(!code.pooled),
         }
     }
 
@@ -353,6 +360,7 @@ impl Loader {
         let code = Code {
             engine: baseline.engine.engine.clone(),
             tier: Tier::Baseline,
+            pooled: baseline.engine.pooling,
             prepared,
         };
         let report = LoadReport {
@@ -371,6 +379,8 @@ impl Loader {
 struct Code {
     engine: wasmtime::Engine,
     tier: Tier,
+    /// Whether `engine` makes instances from the pool.
+    pooled: bool,
     prepared: Prepared,
 }
 

@@ -275,7 +275,8 @@ where
                 Err(_) => return Err(timeout(app)),
             };
             // Recorded before any guest code runs: what a reset puts back. Instances the
-            // pool did not make (the baseline tier) cannot be reset and are not kept.
+            // pool did not make (the baseline tier, `--allocator on-demand`) cannot be
+            // reset: their app is `unkeepable` from its load.
             let cache = &admission.instances;
             // Whether an instance can be reset depends on its app version, not on the
             // request: after one refusal, this version's instances are not tried again.
@@ -285,16 +286,10 @@ where
                     .prepare_reuse(&mut store)
                     .inspect_err(|e| {
                         app.unkeepable.store(true, Ordering::Relaxed);
-                        // Winch's code is served only until Cranelift's replaces it, on
-                        // instances the pool does not make: expected, so not news.
-                        if app.tier == crate::app::Tier::Baseline {
-                            tracing::debug!(app = %app.name, "baseline-tier instances are not kept: {e:#}");
-                        } else {
-                            tracing::info!(
-                                app = %app.name,
-                                "instances of this version are not kept between requests: {e:#}"
-                            );
-                        }
+                        tracing::info!(
+                            app = %app.name,
+                            "instances of this version are not kept between requests: {e:#}"
+                        );
                     })
                     .is_ok();
             let reuse = resettable.then(|| {

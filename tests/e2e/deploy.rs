@@ -543,8 +543,8 @@ async fn a_cold_deploy_serves_baseline_code_at_once_then_optimized_code() {
         get(edge.addr, "app.localhost", "/").await.body,
         "Hello from edge!\n"
     );
-    // Winch's instances are never kept (the pool does not make them), which is expected
-    // and so not logged as news.
+    // Winch's instances are never kept (the pool does not make them): known when the
+    // version loads, so no request asks and nothing is logged.
     let log = edge.log();
     assert!(!log.contains("are not kept between requests"), "{log}");
     // The optimized code went to the cache: a rollback target or a restart compiles nothing.

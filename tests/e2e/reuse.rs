@@ -150,15 +150,59 @@ async fn keep_instances_0_gives_every_request_a_fresh_instance() {
     );
 }
 
+/// A `wasi:http/proxy` component whose `start` function writes memory, so its instances
+/// are refused a reset for a reason only instantiation shows. Its handler traps: what
+/// matters here is that each request instantiates it.
+const PROXY_STARTS_BY_WRITING: &str = r#"
+(component
+  (import "wasi:http/types@0.2.6" (instance $types
+    (export "incoming-request" (type (sub resource)))
+    (export "response-outparam" (type (sub resource)))))
+  (alias export $types "incoming-request" (type $request))
+  (alias export $types "response-outparam" (type $outparam))
+  (core module $m
+    (memory (export "memory") 1)
+    (func $start (i32.store (i32.const 64) (i32.const 7)))
+    (start $start)
+    (func (export "handle") (param i32 i32) unreachable))
+  (core instance $i (instantiate $m))
+  (func $handle (param "request" (own $request)) (param "response-out" (own $outparam))
+    (canon lift (core func $i "handle")))
+  (instance $handler (export "handle" (func $handle)))
+  (export "wasi:http/incoming-handler@0.2.6" (instance $handler)))
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_whose_instances_cannot_be_reset_is_refused_once_not_per_request() {
-    // The on-demand allocator's instances cannot be reset in place: the first request
-    // finds out, and later ones instantiate afresh without asking again.
-    let (_apps, edge, _) = six_requests_none_kept(&["--allocator", "on-demand"]).await;
+    let apps = Apps::new();
+    let component = wat::parse_str(PROXY_STARTS_BY_WRITING).unwrap();
+    apps.write("starter.wasm", &component);
+    let edge = Edge::start_with_token(apps.path(), &[], TOKEN);
+    for _ in 0..6 {
+        assert_eq!(get(edge.addr, "starter.localhost", "/").await.status, 500);
+    }
+    let m = metrics(&edge).await;
+    let made = "edge_instantiate_duration_seconds_count{app=\"starter\"}";
+    assert_eq!(sample(&m, made), 6, "{m}");
+    assert_eq!(sample(&m, KEPT), 0, "{m}");
+    // The log is read from the server's output as it comes: wait for the line first.
+    edge.expect_log("instantiation ran code that wrote memory");
     let log = edge.log();
     let refusals = log.matches("are not kept between requests").count();
     assert_eq!(refusals, 1, "{log}");
-    assert!(log.contains("pooling allocator"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_the_pool_does_not_make_are_never_offered_for_reset() {
+    // Known at load: no request asks, so nothing is refused or logged.
+    let (_apps, edge, _) = six_requests_none_kept(&["--allocator", "on-demand"]).await;
+    // A refusal would be logged during the first request: a second is ample for it to
+    // reach the log.
+    let refused = edge.wait_log(
+        "are not kept between requests",
+        std::time::Duration::from_secs(1),
+    );
+    assert!(!refused, "{}", edge.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,6 +450,47 @@ fn mappings() -> usize {
         .count()
 }
 
+/// An instance of [`SCRIBBLE`] prepared for resets, with its state after instantiation.
+struct Scribbler {
+    store: wasmtime::Store<()>,
+    instance: wasmtime::component::Instance,
+    fresh: Vec<u8>,
+    scribble: wasmtime::component::TypedFunc<(u32, u32, u32), (u32,)>,
+}
+
+impl Scribbler {
+    fn new(engine: &wasmtime::Engine) -> Scribbler {
+        let (mut store, instance) = instantiate(engine, SCRIBBLE);
+        instance.prepare_reuse(&mut store).unwrap();
+        let fresh = instance.reuse_fingerprint(&mut store);
+        let scribble = instance.get_typed_func(&mut store, "scribble").unwrap();
+        Scribbler {
+            store,
+            instance,
+            fresh,
+            scribble,
+        }
+    }
+
+    /// One request: writes `count` pages from page `first`, `stride` apart (each must have
+    /// been all zeros), then resets the instance and checks it is as instantiated. Returns
+    /// the process's mapping count between the writes and the reset.
+    fn request(&mut self, first: u32, count: u32, stride: u32) -> usize {
+        let (sum,) = self
+            .scribble
+            .call(&mut self.store, (first, count, stride))
+            .unwrap();
+        assert_eq!(
+            sum, 105,
+            "scribble({first}, {count}, {stride}) found a used memory"
+        );
+        let written = mappings();
+        self.instance.reuse(&mut self.store).unwrap();
+        assert_eq!(self.instance.reuse_fingerprint(&mut self.store), self.fresh);
+        written
+    }
+}
+
 /// After its first reset a kept instance's memory is read-only, and the first write to
 /// each page makes it writable and marks it for the next reset (`write_track` in the
 /// vendored wasmtime): resets copy back those pages without a `PAGEMAP_SCAN`. Pages
@@ -419,62 +504,36 @@ fn resets_find_the_written_pages_by_write_faults() {
         return;
     }
     let engine = pooled_engine();
-    let (mut store, instance) = instantiate(&engine, SCRIBBLE);
-    instance.prepare_reuse(&mut store).unwrap();
-    let fresh = instance.reuse_fingerprint(&mut store);
-    let scribble = instance
-        .get_typed_func::<(u32, u32, u32), (u32,)>(&mut store, "scribble")
-        .unwrap();
-    let request = |store: &mut wasmtime::Store<()>, first, count, stride| {
-        let (sum,) = scribble.call(&mut *store, (first, count, stride)).unwrap();
-        assert_eq!(
-            sum, 105,
-            "scribble({first}, {count}, {stride}) found a used memory"
-        );
-        let written = mappings();
-        instance.reuse(&mut *store).unwrap();
-        assert_eq!(instance.reuse_fingerprint(&mut *store), fresh);
-        written
-    };
+    let mut one = Scribbler::new(&engine);
     // The first reset scans, then arms the slot.
-    request(&mut store, 0, 4, 1);
+    one.request(0, 4, 1);
     let armed = mappings();
     // Four pages apart from each other and from the data page: each splits the slot's
     // read-only mapping (so they were made writable one by one), and the reset finds them.
-    let written = request(&mut store, 10, 4, 7);
+    let written = one.request(10, 4, 7);
     assert!(
         written >= armed + 8,
         "{armed} mappings when armed, {written} after the writes"
     );
     // The same pages again (no faults now), then others as well.
-    request(&mut store, 10, 4, 7);
-    request(&mut store, 300, 3, 100);
+    one.request(10, 4, 7);
+    one.request(300, 3, 100);
     // A write past the memory's end is still a trap, not a tracked write.
-    let outside = instance
-        .get_typed_func::<(), ()>(&mut store, "outside")
+    let outside = one
+        .instance
+        .get_typed_func::<(), ()>(&mut one.store, "outside")
         .unwrap();
-    let trap = outside.call(&mut store, ()).unwrap_err();
+    let trap = outside.call(&mut one.store, ()).unwrap_err();
     assert_eq!(
         trap.downcast_ref::<wasmtime::Trap>(),
         Some(&wasmtime::Trap::MemoryOutOfBounds),
         "{trap:?}"
     );
-    drop(store);
+    drop(one);
 
     // A fresh instance in the same pool: more pages than a slot may fault one by one.
-    let (mut store, instance) = instantiate(&engine, SCRIBBLE);
-    instance.prepare_reuse(&mut store).unwrap();
-    let fresh = instance.reuse_fingerprint(&mut store);
-    let scribble = instance
-        .get_typed_func::<(u32, u32, u32), (u32,)>(&mut store, "scribble")
-        .unwrap();
+    let mut two = Scribbler::new(&engine);
     for (first, count, stride) in [(0, 1, 1), (1, 300, 2), (3, 300, 2), (5, 2, 9)] {
-        let (sum,) = scribble.call(&mut store, (first, count, stride)).unwrap();
-        assert_eq!(
-            sum, 105,
-            "scribble({first}, {count}, {stride}) found a used memory"
-        );
-        instance.reuse(&mut store).unwrap();
-        assert_eq!(instance.reuse_fingerprint(&mut store), fresh);
+        two.request(first, count, stride);
     }
 }
