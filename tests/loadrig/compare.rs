@@ -45,6 +45,8 @@ fn compare_runs_both_sides_and_reports_a_consistent_table() {
         "http_reqs rate",
         "cold start",
         "instantiation",
+        "server CPU per request",
+        "server CPU busy",
     ] {
         assert!(stdout.contains(needle), "`{needle}` missing:\n{stdout}");
     }
@@ -61,13 +63,29 @@ fn compare_runs_both_sides_and_reports_a_consistent_table() {
                 assert!((r - w / n).abs() < 1e-9, "{row}");
             }
         }
+        let row = |metric: &str| {
+            mode["table"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["metric"] == metric)
+                .unwrap_or_else(|| panic!("no `{metric}` row: {mode}"))
+                .clone()
+        };
+        // Both servers were started here, so their CPU time was read: a request costs
+        // each some, and neither (pinned to one CPU, or not) used more than every CPU.
+        let cpus = std::thread::available_parallelism().unwrap().get() as f64;
+        for side in ["native", "wasm"] {
+            let per_request = row("server CPU per request")[side].as_f64().unwrap();
+            let busy = row("server CPU busy")[side].as_f64().unwrap();
+            assert!(
+                per_request > 0.0 && per_request < 100_000.0,
+                "{side}: {per_request} µs"
+            );
+            assert!(busy > 0.0 && busy <= 100.0 * cpus + 5.0, "{side}: {busy} %");
+        }
         // The table is computed from the same results as each side's summary.
-        let row = mode["table"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["metric"] == "http_req_duration p(99)")
-            .unwrap();
+        let row = row("http_req_duration p(99)");
         for side in ["native", "wasm"] {
             let p99 = mode[side]["metrics"]["http_req_duration"]["values"]["p(99)"]
                 .as_f64()

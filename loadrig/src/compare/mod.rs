@@ -63,6 +63,9 @@ pub struct Mode {
     pub name: String,
     /// Per side, the merged results of every round, with `elapsed` the sum of the rounds'.
     pub results: [Results; 2],
+    /// Per side, the CPU time its server used during those rounds, when loadrig started
+    /// the server and could read it.
+    pub cpu: [Option<Duration>; 2],
 }
 
 /// The whole comparison.
@@ -224,6 +227,18 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
             };
             drive::run(&config, |_| {})
         };
+    // The CPU time of each side's server, where loadrig started it: what a request costs
+    // the server, which is what decides its queueing in the open model.
+    let side_server: [Option<usize>; 2] = {
+        let mut started = cfg.urls.iter().scan(0, |next, url| {
+            Some(url.is_none().then(|| {
+                *next += 1;
+                *next - 1
+            }))
+        });
+        [started.next().flatten(), started.next().flatten()]
+    };
+    let cpu_of = |side: usize| side_server[side].and_then(|i| servers[i].cpu_time());
     // Warm both sides: first requests fault in code and fill caches.
     for side in 0..2 {
         run_one(side, Arrivals::Closed, Duration::from_secs(1))?;
@@ -233,6 +248,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         let mut mode = Mode {
             name,
             results: [Results::default(), Results::default()],
+            cpu: [0, 1].map(|side| cpu_of(side).map(|_| Duration::ZERO)),
         };
         let mut elapsed = [Duration::ZERO; 2];
         for round in 1..=cfg.rounds {
@@ -241,7 +257,12 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
                     "round {round}/{}: {} {label}",
                     cfg.rounds, SIDES[side]
                 ));
+                let before = cpu_of(side);
                 let r = run_one(side, arrivals(), cfg.duration)?;
+                mode.cpu[side] = match (mode.cpu[side], before, cpu_of(side)) {
+                    (Some(sum), Some(b), Some(a)) => Some(sum + a.saturating_sub(b)),
+                    _ => None,
+                };
                 *total += r.elapsed;
                 mode.results[side].merge(&r);
             }
@@ -334,6 +355,7 @@ fn measure_script(
     let mut mode = Mode {
         name: format!("scenario {name}"),
         results: [Results::default(), Results::default()],
+        cpu: [None, None],
     };
     let mut elapsed = [Duration::ZERO; 2];
     for round in 1..=cfg.rounds {
@@ -422,6 +444,29 @@ pub fn rows(mode: &Mode) -> Vec<Row> {
             values: [0, 1].map(|s| summary::value(&r[s], "data_received", "rate")),
         },
     ];
+    // The server's CPU time per request and as a share of the run: the open model's
+    // latency grows with how busy the server is, and a request can cost a server more when
+    // requests arrive one by one than in the closed model's batches.
+    let per_request = |side: usize| {
+        let count = summary::value(&r[side], "http_reqs", "count")?;
+        (count > 0.0).then(|| mode.cpu[side].map(|c| c.as_secs_f64() * 1e6 / count))?
+    };
+    let busy = |side: usize| {
+        let elapsed = r[side].elapsed.as_secs_f64();
+        (elapsed > 0.0).then(|| mode.cpu[side].map(|c| 100.0 * c.as_secs_f64() / elapsed))?
+    };
+    if mode.cpu.iter().any(Option::is_some) {
+        rows.push(Row {
+            metric: "server CPU per request".into(),
+            unit: "µs",
+            values: [0, 1].map(per_request),
+        });
+        rows.push(Row {
+            metric: "server CPU busy".into(),
+            unit: "%",
+            values: [0, 1].map(busy),
+        });
+    }
     let phases = [
         Trend::Blocked,
         Trend::Connecting,
@@ -481,6 +526,8 @@ fn fmt_value(v: Option<f64>, unit: &str) -> String {
     match v {
         None => "-".into(),
         Some(v) if unit == "ms" => format!("{v:.3} ms"),
+        Some(v) if unit == "µs" => format!("{v:.1} µs"),
+        Some(v) if unit == "%" => format!("{v:.0} %"),
         Some(v) if unit == "B/s" => format!("{}/s", crate::report::bytes(v)),
         Some(v) if unit == "req/s" || unit == "it/s" => format!("{v:.0}/s"),
         Some(v) => format!("{v:.4}"),

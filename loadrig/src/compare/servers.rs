@@ -127,6 +127,17 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The CPU time the server's process has used so far: all its threads, user and
+    /// kernel (`utime + stime` of `/proc/PID/stat`); `None` where that cannot be read.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = i32::try_from(self.child.id()).ok()?;
+        let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+        let ticks = stat.utime + stat.stime;
+        Some(Duration::from_secs_f64(
+            ticks as f64 / procfs::ticks_per_second() as f64,
+        ))
+    }
+
     /// Spawns `cmd` (pinned to `cpu` with taskset when given) and waits for its
     /// `Serving HTTP on http://ADDR/` line (and `Admin API … on http://ADDR` before it, if
     /// `admin`).
