@@ -134,7 +134,8 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
     let token = format!("compare-{}", std::process::id());
     let mut servers: Vec<Server> = Vec::new();
     let mut urls = [String::new(), String::new()];
-    let mut edge_index = None;
+    // Which of `servers` is each side's server, where loadrig started it (edge is side 1).
+    let mut side_server: [Option<usize>; 2] = [None, None];
     for (i, side) in SIDES.iter().enumerate() {
         if let Some(url) = &cfg.urls[i] {
             urls[i] = url.trim_end_matches('/').to_owned();
@@ -169,7 +170,6 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
                 .env("EDGE_ADMIN_TOKEN", &token)
                 // A backtrace captured on every store drop costs ~10 % of a request.
                 .env_remove("RUST_BACKTRACE");
-            edge_index = Some(servers.len());
             c
         };
         say(&format!(
@@ -178,6 +178,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         ));
         let server = Server::start(cmd, server_cpu, *side == "wasm")?;
         urls[i] = server.url.clone();
+        side_server[i] = Some(servers.len());
         servers.push(server);
     }
     let affinity_before_pin = if pin { pin_self(1) } else { None };
@@ -229,15 +230,6 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         };
     // The CPU time of each side's server, where loadrig started it: what a request costs
     // the server, which is what decides its queueing in the open model.
-    let side_server: [Option<usize>; 2] = {
-        let mut started = cfg.urls.iter().scan(0, |next, url| {
-            Some(url.is_none().then(|| {
-                *next += 1;
-                *next - 1
-            }))
-        });
-        [started.next().flatten(), started.next().flatten()]
-    };
     let cpu_of = |side: usize| side_server[side].and_then(|i| servers[i].cpu_time());
     // Warm both sides: first requests fault in code and fill caches.
     for side in 0..2 {
@@ -248,7 +240,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
         let mut mode = Mode {
             name,
             results: [Results::default(), Results::default()],
-            cpu: [0, 1].map(|side| cpu_of(side).map(|_| Duration::ZERO)),
+            cpu: side_server.map(|s| s.map(|_| Duration::ZERO)),
         };
         let mut elapsed = [Duration::ZERO; 2];
         for round in 1..=cfg.rounds {
@@ -297,7 +289,7 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<Comparison> {
             &format!("open at {rate:.0} req/s"),
         )?);
     }
-    let cold = match (edge_index, &built, cfg.cold) {
+    let cold = match (side_server[1], &built, cfg.cold) {
         (Some(_), Some(built), n) if n > 0 && cfg.urls[0].is_none() => {
             say(&format!(
                 "cold start: {n} of each (unpinned, the load servers stopped)"
