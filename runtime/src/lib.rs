@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod alloc;
 pub mod app;
+pub mod busy_poll;
 pub mod cluster;
 pub mod commands;
 pub mod compile;

@@ -218,3 +218,93 @@ async fn an_app_at_its_own_concurrency_cap_does_not_block_others() {
     assert_eq!(get(addr, "hello.localhost", "/").await.status, 200);
     assert_eq!(first.await.unwrap().body, "slept 1500");
 }
+
+/// The CPU time the HTTP threads (`edge-http-N`) of process `pid` have had so far, from
+/// each thread's `schedstat` (nanoseconds, unlike `stat`'s 10 ms ticks).
+fn http_threads_cpu(pid: u32) -> std::time::Duration {
+    let mut ns = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.starts_with("edge-http-") {
+            let stat = std::fs::read_to_string(task.join("schedstat")).unwrap();
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap();
+        }
+    }
+    std::time::Duration::from_nanos(ns)
+}
+
+/// What the HTTP threads of `edge` run during `wait`, after `before` (a request, or
+/// nothing).
+async fn http_cpu_over(
+    edge: &Edge,
+    wait: std::time::Duration,
+    before: impl std::future::Future<Output = ()>,
+) -> std::time::Duration {
+    let start = http_threads_cpu(edge.pid());
+    before.await;
+    tokio::time::sleep(wait).await;
+    http_threads_cpu(edge.pid()) - start
+}
+
+#[tokio::test]
+async fn an_http_thread_polls_for_the_busy_poll_window_after_a_request_then_sleeps() {
+    use std::time::Duration;
+    let apps = Apps::new();
+    apps.add("hello");
+    let window = Duration::from_millis(300);
+    let edge = Edge::start(apps.path(), &["--threads", "1", "--busy-poll", "300ms"]);
+    let burst = |addr| async move {
+        for _ in 0..8 {
+            let resp = get(addr, "hello.localhost", "/").await;
+            assert_eq!(resp.status, 200, "{resp:?}");
+        }
+    };
+    burst(edge.addr).await;
+    tokio::time::sleep(window * 2).await;
+    // Parked: an idle server spends nothing.
+    let idle = http_cpu_over(&edge, window, async {}).await;
+    // Requests close together: the thread polls for the window after the last (on this
+    // shared machine, it may get only part of a CPU meanwhile)...
+    let polled = http_cpu_over(&edge, window * 2, burst(edge.addr)).await;
+    // ...and then sleeps again.
+    let after = http_cpu_over(&edge, window, async {}).await;
+    // A request after a long gap: the average gap is now above the window, so the thread
+    // does not poll for it.
+    tokio::time::sleep(window * 7).await;
+    let sparse = http_cpu_over(&edge, window * 2, async {
+        assert_eq!(get(edge.addr, "hello.localhost", "/").await.status, 200);
+    })
+    .await;
+    assert!(idle < Duration::from_millis(20), "idle: {idle:?}");
+    assert!(polled > window / 5, "after close requests: {polled:?}");
+    assert!(
+        after < Duration::from_millis(20),
+        "after the window: {after:?}"
+    );
+    assert!(
+        sparse < Duration::from_millis(20),
+        "after a sparse one: {sparse:?}"
+    );
+    drop(edge);
+
+    // `0s`: requests cost their own CPU and no polling.
+    let edge = Edge::start(apps.path(), &["--threads", "1", "--busy-poll", "0s"]);
+    burst(edge.addr).await;
+    let unpolled = http_cpu_over(&edge, window * 2, burst(edge.addr)).await;
+    assert!(unpolled < Duration::from_millis(20), "{unpolled:?}");
+    drop(edge);
+
+    // A window long enough to spin a thread for good is refused.
+    let out = crate::support::serve_to_exit(apps.path(), &["--busy-poll".as_ref(), "5s".as_ref()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--busy-poll 5s") && err.contains("at most 1s"),
+        "{err}"
+    );
+}
