@@ -3,23 +3,23 @@
 //! window is picked up without a sleep and a wake-up.
 //!
 //! Why: on a lightly loaded server every request arrives at a sleeping thread. The wake-up
-//! (`epoll_wait` returning, the scheduler switching the thread back in, and the caches and
-//! TLB the idle loop cooled) made a lone request cost about 1.7× a back-to-back one on the
-//! test VM (41–50 µs against 24–29 µs for a hello; `docs/benchmarks.md`, round 5), and that
-//! extra CPU is queueing delay in the tail. Polling for a window after each request keeps
-//! the thread hot while requests keep coming, at the price of the CPU spent polling. A
-//! thread polls only while its requests come on average within a window of each other (a
-//! moving average of the gaps), so sparse traffic costs no polling at all, and it stops
-//! when a whole window passes with no request, so an idle server uses no CPU. Busy enough
-//! to poll, a thread uses its whole CPU: the same trade as the kernel's `SO_BUSY_POLL` or
-//! Seastar's poll mode, bounded.
+//! (the scheduler switching the thread back in, and whatever the sleep cooled: caches, TLB;
+//! the test VM has no hardware counters to tell) made a lone request cost about 1.7× a
+//! back-to-back one on the test VM (41–50 µs against 24–29 µs for a hello;
+//! `docs/benchmarks.md`, round 5), and that extra CPU is queueing delay in the tail.
+//! Polling for a window after each request keeps the thread hot while requests keep coming,
+//! at the price of the CPU spent polling. A thread polls only while its requests come on
+//! average within a window of each other (a moving average of the gaps), so sparse traffic
+//! costs no polling at all, and it stops when a whole window passes with no request, so an
+//! idle server uses no CPU. Busy enough to poll, a thread uses its whole CPU: the same
+//! trade as the kernel's `SO_BUSY_POLL` or Seastar's poll mode, bounded.
 //!
 //! How: each HTTP thread runs [`poll_while_busy`] beside its accept loop. Every request
 //! calls [`activity`], which counts it, updates the average gap and wakes the poller if it
-//! is parked. The poller then yields to the runtime in a loop; a yielded task makes
-//! tokio's current-thread scheduler poll the I/O driver without blocking (`epoll_wait`
-//! with a zero timeout) instead of parking, so readiness is seen at once. When a window passes with no new request, the
-//! poller parks until the next one.
+//! is parked. The poller then yields to the runtime in a loop; a yielded task makes tokio's
+//! current-thread scheduler poll the I/O driver without blocking (`epoll_wait` with a zero
+//! timeout) instead of parking, so readiness is seen at once. When a window passes with no
+//! new request, the poller parks until the next one.
 
 use std::cell::Cell;
 use std::future::poll_fn;

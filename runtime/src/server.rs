@@ -49,9 +49,10 @@ pub const DEFAULT_H2_MAX_STREAMS: u32 = 100;
 pub const DEFAULT_MAX_HEADER_SIZE: &str = "64KiB";
 /// Default time an HTTP thread keeps polling after a request before it sleeps. Measured
 /// with `loadrig compare` at half of edge's closed rate (docs/benchmarks.md, round 6):
-/// 100 µs is shorter than most of the gaps a real client leaves and changed nothing; 300 µs
-/// took edge's p99 to within the bound in every run. Threads whose requests come further
-/// apart than this on average do not poll at all.
+/// 100 µs is shorter than many of the gaps its open model leaves and changed nothing;
+/// 300 µs kept edge's p99 within 2× native's + 0.5 ms in 7 runs of 8 (the eighth hit a
+/// stall of the whole machine). Threads whose requests come further apart than this on
+/// average do not poll at all.
 pub const DEFAULT_BUSY_POLL: &str = "300us";
 /// How often an idle HTTP/2 connection is pinged, and how long the ping may take before
 /// the connection is dropped.
@@ -186,9 +187,9 @@ impl Server {
     }
 }
 
-/// Serves HTTP on `threads.count` OS threads, each running its own single-threaded tokio runtime
-/// with its own handle on `listener`, until `shutdown` turns `true`; then stops accepting
-/// (reporting on `stopped`) and gives in-flight requests up to `grace` to finish.
+/// Serves HTTP on `threads.count` OS threads, each running its own single-threaded tokio
+/// runtime with its own handle on `listener`, until `shutdown` turns `true`; then stops
+/// accepting (reporting on `stopped`) and gives in-flight requests up to `grace` to finish.
 ///
 /// Why not one multi-threaded runtime: a request's connection task and guest task then
 /// live on one thread and never need a cross-thread wake-up (futex + eventfd per request).
